@@ -1,0 +1,1 @@
+"""Device drivers: GenICam cameras, lock-in thermography, UR5 arm, laser-scanner exports, capture sessions."""

@@ -1,0 +1,118 @@
+"""Writer for the MulSen-AD layout: exact names, atomic files, never overwrites a sample."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mulsen.errors import DataFormatError, MulsenError
+
+from . import layout
+from .formats import parse_labels_csv, write_ir, write_labels_csv, write_mask, write_pc_gt, write_rgb
+from .meshio import stable_mesh, write_stl
+from .reader import match_points_to_vertices
+from .records import GOOD, MODALITIES, MODALITY_DIRS, SAMPLE_EXT, ModalityLabels, SampleContent, SampleKey, Split
+
+PROVENANCE_DIR = "_provenance"
+
+
+class DatasetWriter:
+    """Append samples to a dataset; stems restart at 0 per folder and continue after existing ones."""
+
+    def __init__(self, root: str | Path, point_tolerance: float = 0.01) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.point_tolerance = point_tolerance
+
+    def _next_stem(self, category: str, split: Split, defect_type: str) -> int:
+        sub = ("train",) if split is Split.TRAIN else ("test", defect_type)
+        used: set[int] = set()
+        for m in MODALITIES:
+            folder = self.root.joinpath(category, MODALITY_DIRS[m], *sub)
+            used |= set(layout.integer_stems(folder, SAMPLE_EXT[m])[0])
+        return max(used) + 1 if used else 0
+
+    def add(self, category: str, split: Split | str, defect_type: str, content: SampleContent) -> SampleKey:
+        """Write one sample and return its key. Train and ``good`` samples must carry no GT."""
+        split = Split(split)
+        if split is Split.TRAIN:
+            defect_type = GOOD
+        labels = content.labels
+        if (split is Split.TRAIN or defect_type == GOOD) and labels.label_or:
+            raise MulsenError(f"{category}/{split.value}/{defect_type}: a normal sample cannot carry ground truth")
+        if split is Split.TEST and defect_type != GOOD and not labels.label_or:
+            raise MulsenError(f"{category}/test/{defect_type}: a defect sample needs ground truth in at least "
+                              "one modality (a sample with no visible defect belongs in test/good)")
+        if content.infrared.ndim != 2:
+            raise MulsenError("infrared image must be a 2-D gray array")
+        key = SampleKey(category, split, defect_type, self._next_stem(category, split, defect_type))
+        mesh = stable_mesh(content.mesh)
+        written: list[Path] = []
+
+        def target(path: Path) -> Path:
+            if path.exists():
+                raise FileExistsError(f"{path}: already exists, refusing to overwrite")
+            written.append(path)
+            return path
+
+        try:
+            write_rgb(target(layout.sample_path(self.root, key, "rgb")), content.rgb)
+            write_ir(target(layout.sample_path(self.root, key, "infrared")), content.infrared)
+            write_stl(target(layout.sample_path(self.root, key, "pointcloud")), mesh)
+            if labels.rgb:
+                self._check_mask(content.rgb_mask, content.rgb.shape[:2], "rgb")
+                write_mask(target(layout.gt_path(self.root, key, "rgb")), content.rgb_mask)
+            if labels.infrared:
+                self._check_mask(content.ir_mask, content.infrared.shape[:2], "infrared")
+                write_mask(target(layout.gt_path(self.root, key, "infrared")), content.ir_mask)
+            if labels.pointcloud:
+                points = self._snap_points(mesh.vertices, content.pc_anomalous_points, key)
+                write_pc_gt(target(layout.gt_path(self.root, key, "pointcloud")), points)
+            if split is Split.TEST:
+                self._add_csv_row(key, labels)
+        except BaseException:
+            for path in written:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            raise
+        if content.provenance:
+            self._log_provenance(key, content.provenance)
+        return key
+
+    @staticmethod
+    def _check_mask(mask: np.ndarray | None, shape: tuple[int, ...], modality: str) -> None:
+        if mask is None or tuple(mask.shape) != tuple(shape):
+            got = None if mask is None else tuple(mask.shape)
+            raise MulsenError(f"{modality} mask shape {got} differs from its image {tuple(shape)}")
+
+    def _snap_points(self, vertices: np.ndarray, points: np.ndarray | None, key: SampleKey) -> np.ndarray:
+        """GT rows are the mesh vertices themselves, so they match exactly after the float32 round trip."""
+        index, dist = match_points_to_vertices(vertices, points)
+        if np.any(dist > self.point_tolerance):
+            raise DataFormatError(str(key), f"{int((dist > self.point_tolerance).sum())} anomalous points lie "
+                                  f"farther than {self.point_tolerance} mm from the mesh")
+        return vertices[np.unique(index)]
+
+    def _add_csv_row(self, key: SampleKey, labels: ModalityLabels) -> None:
+        path = layout.csv_path(self.root, key.category, key.defect_type)
+        rows = parse_labels_csv(path).rows if path.exists() else {}
+        rows[key.stem] = labels
+        write_labels_csv(path, rows)
+
+    def _log_provenance(self, key: SampleKey, provenance: dict) -> None:
+        path = self.root / PROVENANCE_DIR / f"{key.category}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        entry = {"sample": str(key), **provenance}
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry, sort_keys=True, default=_jsonable) + "\n")
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)

@@ -1,0 +1,1 @@
+"""MulSen-TripleAD detector: per-modality memory banks, decision gating, metrics."""

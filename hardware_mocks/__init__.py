@@ -1,0 +1,1 @@
+"""The virtual world (parts with planted defects) and protocol-level simulators of every device."""

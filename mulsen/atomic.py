@@ -1,0 +1,54 @@
+"""Atomic file writes: a crash never leaves a half-written file under its final name."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | Path, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path next to ``final``; rename it into place when the block succeeds.
+
+    The temporary name keeps the final suffix so that libraries choosing a format by
+    extension still work. On any exception the temporary file is removed.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if not overwrite and final.exists():
+        raise FileExistsError(f"{final}: already exists, refusing to overwrite")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        if not overwrite:
+            # os.link fails if the name exists, closing the check-then-rename race.
+            os.link(tmp, final)
+            tmp.unlink()
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def atomic_write_bytes(final: str | Path, data: bytes, overwrite: bool = True) -> None:
+    with atomic_path(final, overwrite=overwrite) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(final: str | Path, text: str, overwrite: bool = True) -> None:
+    atomic_write_bytes(final, text.encode("utf-8"), overwrite=overwrite)
+
+
+def atomic_write_with(final: str | Path, writer: Callable[[Path], None], overwrite: bool = True) -> None:
+    """Call ``writer(tmp_path)`` and move its output into place atomically."""
+    with atomic_path(final, overwrite=overwrite) as tmp:
+        writer(tmp)

@@ -1,0 +1,18 @@
+"""Errors that the command line reports as one line, without a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class MulsenError(Exception):
+    """An expected failure: bad input, a device that stopped answering, a refused operation."""
+
+
+class DataFormatError(MulsenError):
+    """A file does not follow its format; the message names the file and the problem."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
