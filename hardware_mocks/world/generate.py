@@ -1,0 +1,156 @@
+"""Synthetic MulSen-AD datasets from the virtual world (fast path: renderers, no device simulation)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dataset.records import SampleContent
+from dataset.writer import PROVENANCE_DIR, DatasetWriter
+from mulsen.atomic import atomic_write_text
+from mulsen.errors import MulsenError
+
+from .defects import DEFAULT_PROPORTIONS, VISIBILITY_CLASSES, DefectConfig, sample_defect
+from .parts import CATEGORIES, sample_part
+from .render_rgb import render_rgb
+from .scanner import grid_spacing_for, part_mesh, scan_mesh
+from .scene import Scene, camera_for
+from .thermal import ir_gray, thermal_maps
+
+TOP_VERTICES = {"small": 3000, "full": 40000}
+IR_AMPLITUDE_NOISE_K = 0.01  # residual lock-in noise after integrating a full heating run
+
+
+@dataclass
+class GenerationConfig:
+    categories: tuple[str, ...] = CATEGORIES
+    train: int = 20
+    test_good: int = 10
+    test_bad: int = 30
+    seed: int = 0
+    size: str = "small"  # small: quarter-resolution images, ~6k-vertex meshes; full: published sizes
+    defects: DefectConfig = field(default_factory=DefectConfig)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.categories) - set(CATEGORIES)
+        if unknown:
+            raise MulsenError(f"unknown categories {sorted(unknown)} (available: {', '.join(CATEGORIES)})")
+        if self.size not in TOP_VERTICES:
+            raise MulsenError(f"size must be 'small' or 'full', got {self.size!r}")
+
+
+@dataclass(frozen=True)
+class SampleTask:
+    category: str
+    split: str
+    index: int
+    defect_kind: str | None
+    seed: int
+    size: str
+    defects: DefectConfig
+
+
+def planned_kinds(n_bad: int, proportions: dict[str, float], rng: np.random.Generator) -> list[str]:
+    """Defect kinds for ``n_bad`` samples whose visibility classes follow ``proportions`` (largest remainder)."""
+    names = sorted(proportions)
+    weights = np.array([proportions[n] for n in names], float)
+    quota = weights / weights.sum() * n_bad
+    counts = np.floor(quota).astype(int)
+    for k in np.argsort(-(quota - counts), kind="stable")[: n_bad - counts.sum()]:
+        counts[k] += 1
+    kinds = []
+    for name, count in zip(names, counts, strict=True):
+        options = VISIBILITY_CLASSES[name]
+        kinds += [options[i % len(options)] for i in range(count)]
+    rng.shuffle(kinds)
+    return kinds
+
+
+def render_sample(task: SampleTask) -> tuple[SampleContent, dict]:
+    """Render one sample's three modalities and its exact ground truth (pure, seeded)."""
+    rng = np.random.default_rng(task.seed)
+    part = sample_part(task.category, rng)
+    defects = []
+    if task.defect_kind is not None:
+        defects.append(sample_defect(rng, part.inside, part.half_extent_mm, part.spec.thermal_length_mm,
+                                     part.base_height, task.defects, kind=task.defect_kind))
+    scene = Scene(part, defects)
+    # The arm places the RGB camera above the part found in the IR image (within about a millimetre).
+    rgb_centre = tuple(part.pose_xy_mm + rng.normal(0, 0.5, 2))
+    rgb, rgb_mask = render_rgb(scene, camera_for("rgb", task.size, rgb_centre), rng)
+    maps = thermal_maps(scene, camera_for("ir", task.size))
+    amplitude = maps.amplitude + rng.normal(0, IR_AMPLITUDE_NOISE_K, maps.amplitude.shape)
+    mesh_part = part_mesh(scene, grid_spacing_for(scene, TOP_VERTICES[task.size]))
+    mesh = scan_mesh(scene, mesh_part, rng)
+    content = SampleContent(
+        rgb=rgb, infrared=ir_gray(amplitude), mesh=mesh,
+        rgb_mask=rgb_mask if rgb_mask.any() else None,
+        ir_mask=maps.mask if maps.mask.any() else None,
+        pc_anomalous_points=mesh.vertices[mesh_part.pc_region] if mesh_part.pc_region.any() else None,
+    )
+    planted = {
+        "seed": task.seed,
+        "part": {"category": task.category, "pose_xy_mm": part.pose_xy_mm.tolist(), "yaw_rad": part.yaw_rad,
+                 "scale": part.scale.tolist()},
+        "defects": [d.as_dict() for d in defects],
+        "rgb_camera_centre_mm": list(rgb_centre),
+        "lockin_hz": maps.frequency_hz,
+    }
+    return content, planted
+
+
+def build_tasks(config: GenerationConfig) -> list[SampleTask]:
+    tasks = []
+    for c_index, category in enumerate(config.categories):
+        base = [config.seed, c_index]
+        kinds = planned_kinds(config.test_bad, config.defects.proportions,
+                              np.random.default_rng([*base, 99]))
+        plan = [("train", None)] * config.train + [("test", None)] * config.test_good
+        plan += [("test", k) for k in kinds]
+        counters: dict[tuple[str, str | None], int] = {}
+        for split, kind in plan:
+            i = counters.get((split, kind), 0)
+            counters[(split, kind)] = i + 1
+            code = sum(ord(ch) for ch in (kind or "good")) * 1000 + (0 if split == "train" else 1)
+            seed = int(np.random.SeedSequence([*base, code, i]).generate_state(1)[0])
+            tasks.append(SampleTask(category, split, i, kind, seed, config.size, config.defects))
+    return tasks
+
+
+def generate_dataset(out: str | Path, config: GenerationConfig, jobs: int = 1,
+                     progress: Callable[[Iterable, int], Iterable] | None = None) -> dict[str, int]:
+    """Write a complete dataset to ``out`` (must not hold a dataset yet); return sample counts per split."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise MulsenError(f"{out}: output folder is not empty; choose a new folder")
+    tasks = build_tasks(config)
+    writer = DatasetWriter(out)
+    counts = {"train": 0, "test_good": 0, "test_bad": 0, "visibility_changed": 0}
+    pool = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else None
+    try:
+        results = pool.map(render_sample, tasks, chunksize=2) if pool else map(render_sample, tasks)
+        results = progress(results, len(tasks)) if progress else results
+        for task, (content, planted) in zip(tasks, results, strict=True):
+            labels = content.labels
+            folder = "good"
+            if task.defect_kind is not None:
+                if labels.label_or:
+                    folder = task.defect_kind
+                else:
+                    counts["visibility_changed"] += 1  # too small to see anywhere: it is a good part
+            planted["labels"] = {"rgb": labels.rgb, "infrared": labels.infrared, "pointcloud": labels.pointcloud}
+            content.provenance = planted
+            writer.add(task.category, task.split, folder, content)
+            counts["train" if task.split == "train" else ("test_bad" if folder != "good" else "test_good")] += 1
+    finally:
+        if pool:
+            pool.shutdown()
+    summary = {"generator": "mulsen sim dataset", "config": {**asdict(config), "categories": list(config.categories)},
+               "counts": counts, "default_proportions": DEFAULT_PROPORTIONS}
+    atomic_write_text(out / PROVENANCE_DIR / "generation.json", json.dumps(summary, indent=2, sort_keys=True))
+    return counts

@@ -1,0 +1,127 @@
+"""Laser-scanner renderer: the part's surface mesh in the scanner frame, full or as a partial scan.
+
+The mesh is built from the height field: a top grid inside the footprint, a flat bottom and the
+side walls joining their boundaries. Vertices are in scanner millimetres, uncentred (the scanner
+looks down from about 2 m), like the MulSen-AD STL files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dataset.records import Mesh
+
+from .scene import Scene
+
+# scanner frame: x along the bench, y and z flipped (the scanner looks down), origin ~2.09 m above
+SCANNER_ROTATION = np.diag([1.0, -1.0, -1.0])
+SCANNER_OFFSET_MM = np.array([-340.0, 5.0, 2090.0])
+SCAN_NOISE_MM = 0.03
+
+
+@dataclass
+class PartMesh:
+    """A mesh in the part frame with per-vertex bookkeeping for ground truth and partial scans."""
+
+    vertices: np.ndarray  # (N, 3) part frame, z up from the bench
+    faces: np.ndarray
+    is_top: np.ndarray  # (N,) vertex belongs to the top (defect-bearing) surface
+    pc_region: np.ndarray  # (N,) exact geometric-defect region (top vertices only)
+
+
+def grid_spacing_for(scene: Scene, target_top_vertices: int) -> float:
+    r = scene.part.half_extent_mm
+    xs = np.linspace(-r, r, 200)
+    uu, vv = np.meshgrid(xs, xs)
+    area = scene.part.inside(uu, vv).mean() * (2 * r) ** 2
+    return float(np.sqrt(area / target_top_vertices))
+
+
+def part_mesh(scene: Scene, spacing_mm: float) -> PartMesh:
+    """Closed surface mesh of the part (with geometric defects) on a regular grid."""
+    r = scene.part.half_extent_mm + spacing_mm
+    axis = np.arange(-r, r + spacing_mm, spacing_mm)
+    uu, vv = np.meshgrid(axis, axis)
+    inside = scene.part.inside(uu, vv)
+    _rows, _cols = uu.shape
+    quad = inside[:-1, :-1] & inside[1:, :-1] & inside[:-1, 1:] & inside[1:, 1:]
+    used = np.zeros_like(inside)
+    used[:-1, :-1] |= quad
+    used[1:, :-1] |= quad
+    used[:-1, 1:] |= quad
+    used[1:, 1:] |= quad
+    index = -np.ones(uu.shape, dtype=np.int64)
+    index[used] = np.arange(used.sum())
+    n_top = int(used.sum())
+    tu, tv = uu[used], vv[used]
+    top = np.stack([tu, tv, scene.height(tu, tv)], axis=1)
+    bottom = np.stack([tu, tv, np.zeros(n_top)], axis=1)
+    qi, qj = np.nonzero(quad)
+    a, b = index[qi, qj], index[qi, qj + 1]
+    c, d = index[qi + 1, qj], index[qi + 1, qj + 1]
+    top_faces = np.concatenate([np.stack([a, b, d], 1), np.stack([a, d, c], 1)])
+    bottom_faces = top_faces[:, ::-1] + n_top
+    # boundary edges of the top surface (used by exactly one triangle) become walls
+    edges = np.concatenate([top_faces[:, [0, 1]], top_faces[:, [1, 2]], top_faces[:, [2, 0]]])
+    key = np.sort(edges, axis=1)
+    _, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    boundary = edges[counts[inverse.ravel()] == 1]
+    p, q = boundary[:, 0], boundary[:, 1]
+    walls = np.concatenate([np.stack([q, p, p + n_top], 1), np.stack([q, p + n_top, q + n_top], 1)])
+    vertices = np.concatenate([top, bottom])
+    faces = np.concatenate([top_faces, bottom_faces, walls])
+    is_top = np.zeros(len(vertices), bool)
+    is_top[:n_top] = True
+    region = np.zeros(len(vertices), bool)
+    region[:n_top] = scene.region(tu, tv, "pointcloud")
+    return PartMesh(vertices, faces, is_top, region)
+
+
+def to_scanner_frame(scene: Scene, points_part: np.ndarray, flipped: bool = False) -> np.ndarray:
+    """Part frame -> bench frame (pose; optionally flipped upside down) -> scanner frame."""
+    pts = np.asarray(points_part, float).copy()
+    if flipped:  # turned over about the part's x axis, resting on what was its top
+        pts[:, 1] = -pts[:, 1]
+        pts[:, 2] = pts[:, 2].max() - pts[:, 2]
+    x, y = scene.part_to_world(pts[:, 0], pts[:, 1])
+    bench = np.stack([x, y, pts[:, 2]], axis=1)
+    return bench @ SCANNER_ROTATION.T + SCANNER_OFFSET_MM
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    tri = vertices[faces]
+    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normals = np.zeros_like(vertices)
+    for k in range(3):
+        np.add.at(normals, faces[:, k], fn)
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    return normals / np.where(length > 0, length, 1)
+
+
+def scan_mesh(scene: Scene, mesh: PartMesh, rng: np.random.Generator, noise_mm: float = SCAN_NOISE_MM) -> Mesh:
+    """The whole part (both scans merged) in the scanner frame with scanner noise along the normals."""
+    normals = vertex_normals(mesh.vertices, mesh.faces)
+    noisy = mesh.vertices + normals * rng.normal(0, noise_mm, (len(mesh.vertices), 1))
+    return Mesh(to_scanner_frame(scene, noisy), mesh.faces)
+
+
+def partial_scan(scene: Scene, mesh: PartMesh, rng: np.random.Generator, flipped: bool = False,
+                 cone_cos: float = -0.2, noise_mm: float = SCAN_NOISE_MM) -> Mesh:
+    """What one hand-held pass sees: faces whose normal points within the scanner's cone of views.
+
+    Scan A (part upright) sees the top and the walls; scan B (part flipped) sees the bottom and
+    the walls, so the two overlap only on the walls, as in the real dual-scan procedure.
+    """
+    tri = mesh.vertices[mesh.faces]
+    face_normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    face_normal /= np.linalg.norm(face_normal, axis=1, keepdims=True)
+    keep = face_normal[:, 2] * (-1 if flipped else 1) > cone_cos
+    faces = mesh.faces[keep]
+    normals = vertex_normals(mesh.vertices, mesh.faces)
+    used = np.unique(faces)
+    remap = -np.ones(len(mesh.vertices), np.int64)
+    remap[used] = np.arange(len(used))
+    noisy = mesh.vertices[used] + normals[used] * rng.normal(0, noise_mm, (len(used), 1))
+    return Mesh(to_scanner_frame(scene, noisy, flipped), remap[faces])
