@@ -14,6 +14,7 @@ Multi-sensor industrial anomaly detection (RGB + lock-in IR + 3D), from the lab 
 
 Roles and their commands:
   dataset curators  mulsen dataset validate|stats DIR   check a MulSen-AD dataset, print Table 3
+  inspectors        mulsen train|evaluate|detect        fit the triple-sensor detector, score parts
   developers        mulsen sim dataset OUT              generate a synthetic dataset with planted defects
   everyone          mulsen demo                         the end-to-end demo on the simulators
 
@@ -28,12 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from dataset.cli import register as register_dataset
+    from detection.cli import register as register_detection
     from hardware_mocks.cli import register as register_sim
 
     from .demo import register as register_demo
 
     register_dataset(sub)
     register_sim(sub)
+    register_detection(sub)
     register_demo(sub)
     return parser
 

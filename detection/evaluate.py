@@ -1,0 +1,124 @@
+"""Evaluation on a MulSen-AD dataset: object AUROC per sensor combination, localisation per modality."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from dataset.reader import MulsenDataset
+from dataset.records import Split
+
+from .metrics import aupr, aupro, auroc, f1_max
+from .model import SHORT, TripleADModel, combo_name
+
+PIXEL_METRIC_WIDTH = 256  # maps and masks are compared at this width, like the official 224 px protocol
+
+
+@dataclass
+class CategoryResult:
+    category: str
+    object_auroc: dict[str, float] = field(default_factory=dict)  # combination name -> AUROC
+    localisation: dict[str, dict[str, float]] = field(default_factory=dict)  # modality -> metric -> value
+
+
+def _shrink(array: np.ndarray, width: int, nearest: bool) -> np.ndarray:
+    h, w = array.shape
+    if w <= width:
+        return array
+    size = (width, max(1, round(h * width / w)))
+    img = Image.fromarray(array.astype(np.uint8) * 255 if nearest else array.astype(np.float32),
+                          mode="L" if nearest else "F")
+    out = np.asarray(img.resize(size, Image.NEAREST if nearest else Image.BILINEAR))
+    return out > 127 if nearest else out
+
+
+def evaluate_category(dataset: MulsenDataset, model: TripleADModel, combos: list[tuple[str, ...]],
+                      fusion: str | None = None, progress=None) -> CategoryResult:
+    records = dataset.records(model.category, Split.TEST)
+    modalities = sorted({m for c in combos for m in c}, key=model.config.modalities.index)
+    labels, scores = [], []
+    maps: dict[str, list[np.ndarray]] = {m: [] for m in modalities}
+    masks: dict[str, list[np.ndarray]] = {m: [] for m in modalities}
+    for rec in progress(records, len(records)) if progress else records:
+        data = dataset.load(rec)
+        result = model.score(data, tuple(modalities))
+        labels.append(rec.labels.label_or)
+        scores.append({m: r.score for m, r in result.items()})
+        for m in modalities:
+            gt = {"rgb": data.rgb_mask, "infrared": data.ir_mask, "pointcloud": data.pc_mask}[m]
+            amap = result[m].anomaly_map
+            if m != "pointcloud":
+                gt, amap = _shrink(gt, PIXEL_METRIC_WIDTH, True), _shrink(amap, PIXEL_METRIC_WIDTH, False)
+            maps[m].append(amap)
+            masks[m].append(gt)
+    out = CategoryResult(model.category)
+    y = np.array(labels)
+    for combo in combos:
+        fused = [model.fuse(s, combo, fusion) for s in scores]
+        out.object_auroc[combo_name(combo)] = auroc(y, np.array(fused))
+    for m in modalities:
+        flat_gt = np.concatenate([g.ravel() for g in masks[m]])
+        flat_map = np.concatenate([a.ravel() for a in maps[m]])
+        out.localisation[SHORT[m]] = {
+            "auroc": auroc(flat_gt, flat_map), "f1_max": f1_max(flat_gt, flat_map), "aupr": aupr(flat_gt, flat_map),
+            "aupro": aupro(masks[m], maps[m]) if m != "pointcloud" else float("nan"),
+        }
+    return out
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if not np.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def table5(results: list[CategoryResult]) -> str:
+    """Object AUROC per category and combination, plus the mean row (paper's Table 5)."""
+    names = list(results[0].object_auroc)
+    rows = [[r.category] + [f"{r.object_auroc[n]:.3f}" for n in names] for r in results]
+    rows.append(["mean"] + [f"{_mean([r.object_auroc[n] for r in results]):.3f}" for n in names])
+    return _format(["category", *names], rows)
+
+
+def table6(results: list[CategoryResult]) -> str:
+    """Localisation per modality (pixel/point AUROC, F1-max, AUPR, AUPRO), mean over categories."""
+    modalities = list(results[0].localisation)
+    header = ["category"] + [f"{m} {k}" for m in modalities for k in ("AUROC", "F1", "AUPR", "PRO")]
+    rows = []
+    for r in [*results, None]:
+        source = results if r is None else [r]
+        cells = ["mean" if r is None else r.category]
+        for m in modalities:
+            for k in ("auroc", "f1_max", "aupr", "aupro"):
+                cells.append(f"{_mean([s.localisation[m][k] for s in source]):.3f}")
+        rows.append(cells)
+    return _format(header, rows)
+
+
+def _format(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+
+    def line(cells: list[str]) -> str:
+        pairs = enumerate(zip(cells, widths, strict=True))
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in pairs)
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
+
+
+def write_results(results: list[CategoryResult], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    data = [{"category": r.category, "object_auroc": r.object_auroc, "localisation": r.localisation} for r in results]
+    (out / "results.json").write_text(json.dumps(data, indent=2, default=float), encoding="utf-8")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    names = list(results[0].object_auroc)
+    writer.writerow(["category", *names])
+    for r in results:
+        writer.writerow([r.category, *(f"{r.object_auroc[n]:.6f}" for n in names)])
+    writer.writerow(["mean", *(f"{_mean([r.object_auroc[n] for r in results]):.6f}" for n in names)])
+    (out / "object_auroc.csv").write_text(buffer.getvalue(), encoding="utf-8")

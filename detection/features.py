@@ -1,0 +1,126 @@
+"""Weight-free feature extractors: patch descriptors for RGB/IR images, FPFH for point clouds.
+
+Each extractor maps one modality of a sample to ``(features (P, D) float32, geometry)``; the
+geometry maps patch/group scores back to pixels or vertices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy.ndimage import gaussian_filter, uniform_filter
+
+
+@dataclass(frozen=True)
+class ImageFeatureConfig:
+    """Handcrafted multi-scale descriptors: colour, local contrast and gradient energy, pooled per patch."""
+
+    work_width: int = 256  # images are resized to this width (aspect ratio kept)
+    stride: int = 4  # patch grid step in working pixels
+    scales: tuple[int, ...] = (5, 11)  # pooling window sizes
+
+
+@dataclass(frozen=True)
+class PatchGrid:
+    """Patch centres on a regular grid of the working image; used to upsample scores to the image."""
+
+    rows: int
+    cols: int
+    image_shape: tuple[int, int]
+
+
+def _channels(image: np.ndarray) -> np.ndarray:
+    """Per-pixel channels: colour (or gray) and gradient magnitudes at two scales."""
+    img = image.astype(np.float32) / 255.0
+    if img.ndim == 2:
+        img = img[..., None]
+    gray = img.mean(axis=2)
+    chans = [img[..., c] for c in range(img.shape[2])]
+    if img.shape[2] == 3:
+        chans += [img[..., 0] - img[..., 1], img[..., 2] - (img[..., 0] + img[..., 1]) / 2]
+    for sigma in (0.7, 2.0):
+        smooth = gaussian_filter(gray, sigma)
+        gy, gx = np.gradient(smooth)
+        chans.append(np.hypot(gx, gy) * sigma * 4)
+    return np.stack(chans, axis=-1)
+
+
+def image_features(image: np.ndarray, config: ImageFeatureConfig = ImageFeatureConfig()
+                   ) -> tuple[np.ndarray, PatchGrid]:
+    """(P, D) patch features of an RGB (H, W, 3) or gray (H, W) uint8 image."""
+    h, w = image.shape[:2]
+    work_h = max(8, round(h * config.work_width / w))
+    resized = np.asarray(Image.fromarray(image).resize((config.work_width, work_h), Image.BILINEAR))
+    chans = _channels(resized)
+    feats = []
+    for size in config.scales:
+        mean = uniform_filter(chans, size=(size, size, 1), mode="reflect")
+        sq = uniform_filter(chans * chans, size=(size, size, 1), mode="reflect")
+        feats += [mean, np.sqrt(np.clip(sq - mean * mean, 0, None))]
+    stack = np.concatenate(feats, axis=-1)
+    s = config.stride
+    sampled = stack[s // 2::s, s // 2::s]
+    grid = PatchGrid(sampled.shape[0], sampled.shape[1], (h, w))
+    return sampled.reshape(-1, sampled.shape[-1]).astype(np.float32), grid
+
+
+def upsample_scores(patch_scores: np.ndarray, grid: PatchGrid, sigma: float = 4.0) -> np.ndarray:
+    """Patch scores -> per-pixel anomaly map: bilinear upsampling, then Gaussian blur (sigma in pixels)."""
+    low = Image.fromarray(patch_scores.reshape(grid.rows, grid.cols).astype(np.float32), mode="F")
+    h, w = grid.image_shape
+    return gaussian_filter(np.asarray(low.resize((w, h), Image.BILINEAR)), sigma)
+
+
+@dataclass(frozen=True)
+class PointFeatureConfig:
+    """FPFH (open3d) on a voxel-downsampled cloud; radii in millimetres, two scales concatenated."""
+
+    max_points: int = 6000
+    normal_radius_mm: float = 0.8
+    feature_radii_mm: tuple[float, ...] = (1.2, 2.4)
+    max_nn: int = 100
+
+
+@dataclass(frozen=True)
+class PointGroups:
+    """Feature points (group centres) and, per mesh vertex, the index of its nearest centre."""
+
+    centres: np.ndarray
+    vertex_to_group: np.ndarray
+
+
+def _downsample(vertices: np.ndarray, max_points: int) -> np.ndarray:
+    import open3d as o3d
+
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(vertices))
+    extent = np.ptp(vertices, axis=0)
+    voxel = max(float(np.sqrt(np.prod(np.sort(extent)[1:]) / max_points)), 1e-6)
+    for _ in range(8):
+        down = np.asarray(pcd.voxel_down_sample(voxel).points)
+        if len(down) <= max_points:
+            return down
+        voxel *= 1.25
+    return down
+
+
+def point_features(vertices: np.ndarray, config: PointFeatureConfig = PointFeatureConfig()
+                   ) -> tuple[np.ndarray, PointGroups]:
+    """(P, 33 x scales) FPFH features at downsampled centres of a mesh's vertices (mm)."""
+    import open3d as o3d
+    from scipy.spatial import cKDTree
+
+    centred = vertices - vertices.mean(axis=0)
+    down = _downsample(centred, config.max_points)
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(down))
+    pcd.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=config.normal_radius_mm, max_nn=30))
+    pcd.orient_normals_to_align_with_direction(np.array([0.0, 0.0, -1.0]))
+    feats = []
+    for radius in config.feature_radii_mm:
+        fpfh = o3d.pipelines.registration.compute_fpfh_feature(
+            pcd, o3d.geometry.KDTreeSearchParamHybrid(radius=radius, max_nn=config.max_nn))
+        data = np.asarray(fpfh.data).T
+        feats.append(data / (data.sum(axis=1, keepdims=True) / 3 + 1e-9))  # three 11-bin histograms
+    _, nearest = cKDTree(down).query(centred, k=1)
+    return np.concatenate(feats, axis=1).astype(np.float32), PointGroups(down, nearest.astype(np.int64))

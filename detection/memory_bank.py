@@ -1,0 +1,88 @@
+"""PatchCore memory bank: greedy coreset with random projection, exact nearest-neighbour scoring."""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:
+    import faiss
+except ImportError:  # pragma: no cover - faiss-cpu is a declared dependency of the detect extra
+    faiss = None
+
+
+def greedy_coreset(features: np.ndarray, size: int, projection_dim: int = 128, seed: int = 0) -> np.ndarray:
+    """Indices of a greedy k-center coreset (farthest point first), memory O(N): never an N x N matrix.
+
+    Features are randomly projected to ``projection_dim`` (Johnson-Lindenstrauss) to make each
+    iteration one GEMV-like pass; the start point is drawn from ``seed``.
+    """
+    n = len(features)
+    if size <= 0:
+        raise ValueError("coreset size must be positive")
+    if size >= n:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    x = np.asarray(features, np.float32)
+    if projection_dim and x.shape[1] > projection_dim:
+        proj = rng.normal(0, 1 / np.sqrt(projection_dim), (x.shape[1], projection_dim)).astype(np.float32)
+        x = x @ proj
+    sq = np.einsum("ij,ij->i", x, x)
+    chosen = np.empty(size, dtype=np.int64)
+    chosen[0] = int(rng.integers(n))
+    min_dist = np.full(n, np.inf, dtype=np.float32)
+    for k in range(1, size + 1):
+        c = chosen[k - 1]
+        d = sq + sq[c] - 2 * (x @ x[c])
+        np.minimum(min_dist, d, out=min_dist)
+        if k == size:
+            break
+        chosen[k] = int(np.argmax(min_dist))
+    return chosen
+
+
+def nearest_distances(queries: np.ndarray, bank: np.ndarray, chunk: int = 2048, index=None) -> np.ndarray:
+    """Exact Euclidean distance of each query to its nearest bank row (faiss flat L2, else chunked numpy)."""
+    q = np.ascontiguousarray(queries, np.float32)
+    b = np.ascontiguousarray(bank, np.float32)
+    if faiss is not None:
+        if index is None:
+            index = faiss.IndexFlatL2(b.shape[1])
+            index.add(b)
+        dist, _ = index.search(q, 1)
+        return np.sqrt(np.clip(dist[:, 0], 0, None))
+    bsq = np.einsum("ij,ij->i", b, b)
+    out = np.empty(len(q), np.float32)
+    for start in range(0, len(q), chunk):
+        part = q[start:start + chunk]
+        d = np.einsum("ij,ij->i", part, part)[:, None] - 2 * part @ b.T + bsq[None, :]
+        out[start:start + chunk] = np.sqrt(np.clip(d.min(axis=1), 0, None))
+    return out
+
+
+class MemoryBank:
+    """Nominal patch features of one modality, standardised with its own statistics."""
+
+    def __init__(self, features: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> None:
+        self.features = np.ascontiguousarray(features, np.float32)
+        self.mean = np.asarray(mean, np.float32)
+        self.scale = np.asarray(scale, np.float32)
+        self._index = None
+
+    @classmethod
+    def fit(cls, feature_sets: list[np.ndarray], coreset_ratio: float = 0.1, max_size: int = 20000,
+            seed: int = 0) -> MemoryBank:
+        stacked = np.concatenate(feature_sets).astype(np.float32)
+        mean = stacked.mean(axis=0)
+        scale = stacked.std(axis=0) + 1e-6
+        normed = (stacked - mean) / scale
+        size = max(1, min(max_size, round(len(normed) * coreset_ratio)))
+        keep = greedy_coreset(normed, size, seed=seed)
+        return cls(normed[keep], mean, scale)
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """Nearest-neighbour distance of every patch to the bank."""
+        normed = (np.asarray(features, np.float32) - self.mean) / self.scale
+        if faiss is not None and self._index is None:
+            self._index = faiss.IndexFlatL2(self.features.shape[1])
+            self._index.add(self.features)
+        return nearest_distances(normed, self.features, index=self._index)

@@ -1,0 +1,148 @@
+"""Detector: coreset, kNN, metrics, fusion hygiene, persistence, and a planted defect found end to end."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dataset.reader import MulsenDataset
+from detection.features import image_features, upsample_scores
+from detection.memory_bank import MemoryBank, greedy_coreset, nearest_distances
+from detection.metrics import aupr, aupro, auroc, f1_max
+from detection.model import DetectorConfig, TripleADModel, all_combinations, combo_name, parse_modalities
+from hardware_mocks.world.generate import GenerationConfig, generate_dataset
+from mulsen.errors import MulsenError
+
+
+def test_coreset_picks_the_greedy_farthest_points():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 8)).astype(np.float32)
+    picks = greedy_coreset(x, 20, projection_dim=0, seed=3)
+    # brute-force reference from the same start point
+    ref = [int(picks[0])]
+    d = np.linalg.norm(x - x[ref[0]], axis=1)
+    for _ in range(19):
+        nxt = int(np.argmax(d))
+        ref.append(nxt)
+        d = np.minimum(d, np.linalg.norm(x - x[nxt], axis=1))
+    assert picks.tolist() == ref
+    assert len(set(picks.tolist())) == 20
+    with pytest.raises(ValueError):
+        greedy_coreset(x, 0)
+
+
+def test_knn_scores_equal_brute_force():
+    rng = np.random.default_rng(1)
+    bank, queries = rng.normal(size=(500, 16)), rng.normal(size=(70, 16))
+    brute = np.sqrt(((queries[:, None] - bank[None]) ** 2).sum(-1)).min(1)
+    assert np.allclose(nearest_distances(queries, bank), brute, atol=1e-4)
+    assert np.allclose(nearest_distances(queries, bank, chunk=7, index=None), brute, atol=1e-4)
+    mb = MemoryBank(bank, np.zeros(16), np.ones(16))
+    assert np.allclose(mb.score(queries), brute, atol=1e-4)
+
+
+def test_metrics_match_hand_computed_values():
+    y = np.array([0, 0, 1, 1])
+    s = np.array([0.1, 0.4, 0.35, 0.8])
+    assert auroc(y, s) == pytest.approx(0.75)
+    assert auroc(np.array([0, 1]), np.array([0.5, 0.5])) == pytest.approx(0.5)
+    assert aupr(y, s) == pytest.approx((1.0 + 2 / 3) / 2)
+    assert f1_max(y, s) == pytest.approx(0.8)  # threshold 0.35: P=2/3, R=1
+    mask = np.zeros((10, 10), bool)
+    mask[2:4, 2:4] = True
+    perfect = mask.astype(float)
+    assert aupro([mask], [perfect]) == pytest.approx(1.0, abs=0.02)
+    assert np.isnan(auroc(np.zeros(3), np.arange(3.0)))
+
+
+def test_modalities_and_combinations():
+    assert parse_modalities("pc, IR") == ("infrared", "pointcloud")
+    with pytest.raises(MulsenError):
+        parse_modalities("rgb,thermal")
+    names = [combo_name(c) for c in all_combinations()]
+    assert names == ["RGB", "IR", "PC", "PC+RGB", "PC+IR", "RGB+IR", "Triple"]
+
+
+def test_anomaly_map_upsampling_peaks_at_the_hot_patch():
+    image = np.zeros((96, 128, 3), np.uint8)
+    feats, grid = image_features(image)
+    scores = np.zeros(len(feats))
+    scores[grid.cols * (grid.rows // 2) + grid.cols // 4] = 1.0
+    amap = upsample_scores(scores, grid)
+    row, col = np.unravel_index(np.argmax(amap), amap.shape)
+    assert abs(row - 48) < 6 and abs(col - 32) < 6
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("det")
+    config = GenerationConfig(categories=("cube",), train=10, test_good=3, test_bad=6, seed=4)
+    generate_dataset(root / "ds", config)
+    ds = MulsenDataset(root / "ds")
+    seen = []
+
+    def load(rec):
+        seen.append(rec)
+        return ds.load(rec)
+
+    model = TripleADModel("cube", DetectorConfig(min_holdout=3, holdout_fraction=0.3)).fit(
+        load, ds.records("cube", "train"))
+    return ds, model, root, seen
+
+
+def test_gate_is_fitted_on_held_out_normals_not_bank_samples(trained):
+    ds, model, _, seen = trained
+    train = ds.records("cube", "train")
+    assert len(model.holdout_scores) == 3 and len(model.insample_scores) == len(train) - 3
+    # every held-out normal scores above zero: it is not in the bank, unlike in-sample samples
+    assert model.holdout_scores.min(axis=0).min() > 0
+    assert (model.holdout_scores.mean(axis=0) > model.insample_scores.mean(axis=0)).all()
+    assert len({r.key for r in seen}) == len(train)
+
+
+def test_planted_defect_scores_highest_and_map_peaks_at_it(trained):
+    ds, model, _, _ = trained
+    tests = ds.records("cube", "test")
+    fused = {}
+    for rec in tests:
+        data = ds.load(rec)
+        result = model.score(data)
+        fused[rec.key] = model.fuse({m: r.score for m, r in result.items()}, model.config.modalities)
+        if rec.labels.rgb and rec.key.defect_type in ("color", "label", "foreign_body", "broken", "hole"):
+            amap = result["rgb"].anomaly_map
+            peak = np.unravel_index(np.argmax(amap), amap.shape)
+            rows, cols = np.nonzero(data.rgb_mask)
+            assert np.hypot(peak[0] - rows.mean(), peak[1] - cols.mean()) < 25, rec.key
+    best = max(fused, key=fused.get)
+    assert best.defect_type != "good"
+    normals = [v for k, v in fused.items() if k.defect_type == "good"]
+    assert max(fused.values()) > max(normals)
+
+
+def test_save_load_round_trips_scores_exactly_and_tampering_is_refused(trained):
+    ds, model, root, _ = trained
+    folder = model.save(root / "models" / "cube")
+    loaded = TripleADModel.load(folder)
+    data = ds.load(ds.records("cube", "test")[-1])
+    a, b = model.score(data), loaded.score(data)
+    for m in a:
+        assert a[m].score == b[m].score
+        assert np.array_equal(a[m].anomaly_map, b[m].anomaly_map)
+    assert loaded.threshold(("rgb", "infrared", "pointcloud")) == model.threshold(("rgb", "infrared", "pointcloud"))
+    blob = bytearray((folder / "model.safetensors").read_bytes())
+    blob[4] ^= 0xFF  # corrupt the header length
+    (folder / "model.safetensors").write_bytes(bytes(blob))
+    with pytest.raises(MulsenError, match="unreadable or tampered"):
+        TripleADModel.load(folder)
+    meta = (folder / "model.json").read_text().replace('"format_version": 1', '"format_version": 99')
+    (folder / "model.json").write_text(meta)
+    with pytest.raises(MulsenError, match="format 99 is not supported"):
+        TripleADModel.load(folder)
+
+
+def test_loading_refuses_a_different_modality_set(trained, tmp_path: Path):
+    ds, _, _, _ = trained
+    rgb_only = TripleADModel("cube", DetectorConfig(modalities=("rgb",))).fit(ds.load, ds.records("cube", "train"))
+    folder = rgb_only.save(tmp_path / "m")
+    with pytest.raises(MulsenError, match="asked for rgb, infrared"):
+        TripleADModel.load(folder, ("rgb", "infrared"))
