@@ -73,7 +73,9 @@ class MemoryBank:
             seed: int = 0) -> MemoryBank:
         stacked = np.concatenate(feature_sets).astype(np.float32)
         mean = stacked.mean(axis=0)
-        scale = stacked.std(axis=0) + 1e-6
+        std = stacked.std(axis=0)
+        # a dimension that never varies on normals must not turn tiny test deviations into huge distances
+        scale = std + 0.05 * float(std.mean()) + 1e-6
         normed = (stacked - mean) / scale
         size = max(1, min(max_size, round(len(normed) * coreset_ratio)))
         keep = greedy_coreset(normed, size, seed=seed)

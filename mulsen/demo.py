@@ -38,20 +38,34 @@ def run_demo(args: argparse.Namespace) -> int:
     _step("3. dataset statistics (the paper's Table 3)")
     if cli(["dataset", "stats", str(data)]):
         return 1
-    steps = _detector_steps(out, data)
-    for title, argv in steps:
+    for title, argv in _detector_steps(out, data):
         _step(title)
         if cli(argv):
             return 1
+    capture = write_fresh_part(out / "fresh_part", args.seed)
+    _step(f"6. inspect a freshly rendered part ({capture})")
+    if cli(["detect", str(capture), "--model", str(out / "models" / "capsule"), "--out", str(out / "detections")]):
+        return 1
     print(f"\ndemo finished: everything is under {out}/")
     return 0
 
 
+def write_fresh_part(folder: Path, seed: int) -> Path:
+    """A capture folder (rgb.png, infrared.png, pointcloud.stl) of a new capsule with a broken spot."""
+    from dataset.formats import write_ir, write_rgb
+    from dataset.meshio import stable_mesh, write_stl
+    from hardware_mocks.world.defects import DefectConfig
+    from hardware_mocks.world.generate import SampleTask, render_sample
+
+    content, _ = render_sample(SampleTask("capsule", "test", 0, "broken", 10_000 + seed, "small", DefectConfig()))
+    folder.mkdir(parents=True, exist_ok=True)
+    write_rgb(folder / "rgb.png", content.rgb)
+    write_ir(folder / "infrared.png", content.infrared)
+    write_stl(folder / "pointcloud.stl", stable_mesh(content.mesh))
+    return folder
+
+
 def _detector_steps(out: Path, data: Path) -> list[tuple[str, list[str]]]:
-    try:
-        import detection.cli  # noqa: F401
-    except ImportError:
-        return []
     models = out / "models"
     return [
         ("4. train the weight-free triple-sensor detector", ["train", str(data), "--all", "--out", str(models)]),
