@@ -53,8 +53,9 @@ def _validate(args: argparse.Namespace) -> int:
     errors = len(report.errors)
     print(f"{report.root}: {report.samples} samples checked, {errors} errors, "
           f"{len(report.problems) - errors} warnings")
+    severity_of = {p.kind: p.severity for p in report.problems}
     for kind, count in sorted(counts.items()):
-        severity = {p.kind: p.severity for p in report.problems}[kind]
+        severity = severity_of[kind]
         print(f"  {kind}: {count}{'' if severity == ERROR else ' (warning)'}")
     return 0 if report.ok else 1
 

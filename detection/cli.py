@@ -157,8 +157,7 @@ def _detect(args: argparse.Namespace) -> int:
         files = {}
         for m, image in (("rgb", data.rgb), ("infrared", data.infrared)):
             if m in result:
-                # per-modality pixel threshold: the largest map value the held-out normals reach is unknown
-                # here, so scale by the sample's own bank-distance of a typical normal (norm mean).
+                # overlay scale: the mean object score (largest patch distance) of the held-out normals
                 idx = model.config.modalities.index(m)
                 path = args.out / f"{name}_{m}_overlay.png"
                 write_png(path, overlay(image, result[m].anomaly_map, float(model.norm_mean[idx])), "RGB",

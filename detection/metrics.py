@@ -28,26 +28,30 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(np.trapezoid(tpr, fpr))
 
 
-def aupr(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Average precision (step-wise area under the precision-recall curve)."""
+def _precision_recall(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Precision and recall at every distinct threshold; None when there is no positive."""
     labels = np.asarray(labels).ravel().astype(bool)
     if labels.sum() == 0:
-        return float("nan")
+        return None
     tps, fps, _ = _sorted_counts(labels, np.asarray(scores, np.float64).ravel())
-    precision = tps / (tps + fps)
-    recall = tps / labels.sum()
+    return tps / (tps + fps), tps / labels.sum()
+
+
+def aupr(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision (step-wise area under the precision-recall curve)."""
+    curve = _precision_recall(labels, scores)
+    if curve is None:
+        return float("nan")
+    precision, recall = curve
     return float(np.sum(np.diff(np.r_[0, recall]) * precision))
 
 
 def f1_max(labels: np.ndarray, scores: np.ndarray) -> float:
-    labels = np.asarray(labels).ravel().astype(bool)
-    if labels.sum() == 0:
+    curve = _precision_recall(labels, scores)
+    if curve is None:
         return float("nan")
-    tps, fps, _ = _sorted_counts(labels, np.asarray(scores, np.float64).ravel())
-    precision = tps / (tps + fps)
-    recall = tps / labels.sum()
-    f1 = 2 * precision * recall / np.clip(precision + recall, 1e-12, None)
-    return float(f1.max())
+    precision, recall = curve
+    return float((2 * precision * recall / np.clip(precision + recall, 1e-12, None)).max())
 
 
 def aupro(masks: list[np.ndarray], maps: list[np.ndarray], fpr_limit: float = 0.3, steps: int = 200) -> float:

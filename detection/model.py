@@ -122,6 +122,7 @@ class TripleADModel:
         self.insample_scores = np.zeros((0, len(config.modalities)))
         self.norm_mean = np.zeros(len(config.modalities))
         self.norm_std = np.ones(len(config.modalities))
+        self._gates: dict[tuple[str, ...], np.ndarray] = {}
 
     # -- training -----------------------------------------------------------------
     def fit(self, load: Callable[[object], SampleData], records: list, progress=None) -> TripleADModel:
@@ -151,6 +152,7 @@ class TripleADModel:
                                         for i in hold_idx])
         self.norm_mean = self.holdout_scores.mean(axis=0)
         self.norm_std = self.holdout_scores.std(axis=0) + 1e-6 * (np.abs(self.norm_mean) + 1)
+        self._gates.clear()
         return self
 
     # -- scoring ------------------------------------------------------------------
@@ -185,11 +187,16 @@ class TripleADModel:
         if fusion == "max":
             return float(vec.max())
         if fusion == "gate":
+            return float(vec @ self._gate(combo))
+        raise MulsenError(f"unknown fusion {fusion!r} (use {', '.join(FUSIONS)})")
+
+    def _gate(self, combo: tuple[str, ...]) -> np.ndarray:
+        """Gate weights of a combination, fitted once on the calibration scores."""
+        if combo not in self._gates:
             idx = [self.config.modalities.index(m) for m in combo]
             source = self.insample_scores if self.config.gate_fit == "paper" else self.holdout_scores
-            fit = (source[:, idx] - self.norm_mean[idx]) / self.norm_std[idx]
-            return float(vec @ gate_weights(fit))
-        raise MulsenError(f"unknown fusion {fusion!r} (use {', '.join(FUSIONS)})")
+            self._gates[combo] = gate_weights((source[:, idx] - self.norm_mean[idx]) / self.norm_std[idx])
+        return self._gates[combo]
 
     def threshold(self, combo: tuple[str, ...], fusion: str | None = None, false_alarm_rate: float | None = None
                   ) -> float:
