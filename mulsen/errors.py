@@ -16,3 +16,12 @@ class DataFormatError(MulsenError):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+
+class DeviceError(MulsenError):
+    """A device failed, stopped answering or refused a setting; the message names the device."""
+
+    def __init__(self, device: str, problem: str) -> None:
+        self.device = device
+        self.problem = problem
+        super().__init__(f"{device}: {problem}")

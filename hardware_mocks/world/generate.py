@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from acquisition.lockin import amplitude_to_gray
 from dataset.records import SampleContent
 from dataset.writer import PROVENANCE_DIR, DatasetWriter
 from mulsen.atomic import atomic_write_text
@@ -20,7 +21,7 @@ from .parts import CATEGORIES, sample_part
 from .render_rgb import render_rgb
 from .scanner import grid_spacing_for, part_mesh, scan_mesh
 from .scene import Scene, camera_for
-from .thermal import ir_gray, thermal_maps
+from .thermal import thermal_maps
 
 TOP_VERTICES = {"small": 3000, "full": 40000}
 IR_AMPLITUDE_NOISE_K = 0.01  # residual lock-in noise after integrating a full heating run
@@ -71,15 +72,22 @@ def planned_kinds(n_bad: int, proportions: dict[str, float], rng: np.random.Gene
     return kinds
 
 
+def build_scene(category: str, defect_kind: str | None, rng: np.random.Generator,
+                defects: DefectConfig | None = None) -> Scene:
+    """One part on the bench with (or without) one planted defect, drawn from ``rng``."""
+    part = sample_part(category, rng)
+    planted = []
+    if defect_kind is not None:
+        planted.append(sample_defect(rng, part.inside, part.half_extent_mm, part.spec.thermal_length_mm,
+                                     part.base_height, defects or DefectConfig(), kind=defect_kind))
+    return Scene(part, planted)
+
+
 def render_sample(task: SampleTask) -> tuple[SampleContent, dict]:
     """Render one sample's three modalities and its exact ground truth (pure, seeded)."""
     rng = np.random.default_rng(task.seed)
-    part = sample_part(task.category, rng)
-    defects = []
-    if task.defect_kind is not None:
-        defects.append(sample_defect(rng, part.inside, part.half_extent_mm, part.spec.thermal_length_mm,
-                                     part.base_height, task.defects, kind=task.defect_kind))
-    scene = Scene(part, defects)
+    scene = build_scene(task.category, task.defect_kind, rng, task.defects)
+    part, defects = scene.part, scene.defects
     # The arm places the RGB camera above the part found in the IR image (within about a millimetre).
     rgb_centre = tuple(part.pose_xy_mm + rng.normal(0, 0.5, 2))
     rgb, rgb_mask = render_rgb(scene, camera_for("rgb", task.size, rgb_centre), rng)
@@ -88,7 +96,7 @@ def render_sample(task: SampleTask) -> tuple[SampleContent, dict]:
     mesh_part = part_mesh(scene, grid_spacing_for(scene, TOP_VERTICES[task.size]))
     mesh = scan_mesh(scene, mesh_part, rng)
     content = SampleContent(
-        rgb=rgb, infrared=ir_gray(amplitude), mesh=mesh,
+        rgb=rgb, infrared=amplitude_to_gray(amplitude), mesh=mesh,
         rgb_mask=rgb_mask if rgb_mask.any() else None,
         ir_mask=maps.mask if maps.mask.any() else None,
         pc_anomalous_points=mesh.vertices[mesh_part.pc_region] if mesh_part.pc_region.any() else None,

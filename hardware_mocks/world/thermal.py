@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from acquisition.lockin import fit_edge_train
+
 from .scene import DownCamera, Scene, trace
 
 AIR_GAP_REFLECTION = 0.98
@@ -102,18 +104,38 @@ def thermal_maps(scene: Scene, camera: DownCamera, frequency_hz: float | None = 
 
 @dataclass(frozen=True)
 class HeatingSchedule:
-    """Periodic square heating: on at ``t_on`` + k/f for half a period."""
+    """Periodic square heating at ``power`` (0-1): on at ``t_on`` + k/f for half a period, until ``t_stop``.
 
-    frequency_hz: float
+    ``frequency_hz`` is None while only the first switch-on is known (the heater is simply on).
+    """
+
+    frequency_hz: float | None
     t_on: float
+    power: float = 1.0
+    t_stop: float = float("inf")
 
     @classmethod
-    def from_edges(cls, edges: list[tuple[float, bool]]) -> HeatingSchedule:
-        """Recover the schedule from a heater edge log ``[(t, on), ...]``."""
-        ons = np.array([t for t, state in edges if state], float)
-        if len(ons) < 2:
-            raise ValueError("need at least two switch-on edges to know the modulation frequency")
-        return cls(float(1.0 / np.median(np.diff(ons))), float(ons[0]))
+    def from_edges(cls, edges: list[tuple[float, bool]], power: float = 1.0,
+                   now: float | None = None) -> HeatingSchedule | None:
+        """Recover the schedule from a heater edge log ``[(t, on), ...]`` seen up to time ``now``.
+
+        Returns None before the first switch-on. The modulation is taken as stopped at the last
+        edge when no further edge came within 1.5 half-periods (heater switched off or stuck).
+        """
+        ons = [t for t, state in edges if state]
+        if not ons:
+            return None
+        train = np.array([t for t, _ in edges if t >= ons[0]], float)
+        if len(train) >= 2:
+            t_on, half = fit_edge_train(train, float(np.median(np.diff(train))), fit_period=True)
+            frequency = 0.5 / half
+        else:
+            t_on, frequency = ons[0], None
+        t_stop = float("inf")
+        last_t, last_state = edges[-1]
+        if frequency is not None and now is not None and now - last_t > 0.75 / frequency:
+            t_stop = last_t if not last_state else last_t + 0.5 / frequency
+        return cls(frequency, float(t_on), power, t_stop)
 
     def edges(self, periods: int) -> list[tuple[float, bool]]:
         period = 1 / self.frequency_hz
@@ -123,19 +145,20 @@ class HeatingSchedule:
         return out
 
 
-def temperature_frame(maps: ThermalMaps, schedule: HeatingSchedule, t: float, drift_k_per_s: float = 0.0,
+def temperature_frame(maps: ThermalMaps, schedule: HeatingSchedule | None, t: float, drift_k_per_s: float = 0.0,
                       offset_k: np.ndarray | float = 0.0) -> np.ndarray:
     """Noise-free surface temperature (K) at time t under periodic square heating."""
     frame = AMBIENT_K + offset_k + drift_k_per_s * t + np.zeros(maps.amplitude.shape)
-    dt = t - schedule.t_on
-    if dt < 0:
+    if schedule is None or t < schedule.t_on:
         return frame
-    w = 2 * np.pi * schedule.frequency_hz
-    for n, response in maps.harmonics.items():
-        # the square wave's n-th harmonic is a sine at n*w: response * e^{i(n w dt - pi/2)}
-        frame = frame + (response * np.exp(1j * (n * w * dt - np.pi / 2))).real
-    dc = DC_RISE_FACTOR * SOUND_AMPLITUDE_K * (1 - np.exp(-dt / DC_TAU_S))
-    return frame + dc * maps.emissivity_gain
+    dt = t - schedule.t_on
+    if schedule.frequency_hz is not None and t < schedule.t_stop:
+        w = 2 * np.pi * schedule.frequency_hz
+        for n, response in maps.harmonics.items():
+            # the square wave's n-th harmonic is a sine at n*w: response * e^{i(n w dt - pi/2)}
+            frame = frame + schedule.power * (response * np.exp(1j * (n * w * dt - np.pi / 2))).real
+    dc = DC_RISE_FACTOR * SOUND_AMPLITUDE_K * (1 - np.exp(-min(dt, schedule.t_stop - schedule.t_on) / DC_TAU_S))
+    return frame + schedule.power * dc * maps.emissivity_gain
 
 
 def render_ir_sequence(maps: ThermalMaps, schedule: HeatingSchedule, times: np.ndarray,
@@ -147,12 +170,3 @@ def render_ir_sequence(maps: ThermalMaps, schedule: HeatingSchedule, times: np.n
         kelvin = temperature_frame(maps, schedule, float(t), drift_k_per_s, offset)
         kelvin = kelvin + rng.normal(0, netd_k, kelvin.shape)
         yield np.clip(np.round(kelvin * 100), 0, 65535).astype(np.uint16)
-
-
-def ir_gray(amplitude: np.ndarray, reference_k: float = 1.6 * SOUND_AMPLITUDE_K) -> np.ndarray:
-    """8-bit IR image for the MulSen-AD layout: gray = 255 * amplitude / reference (clipped).
-
-    The reference is fixed per setup (1.6 x the sound-part amplitude), never per image, so gray
-    levels compare across samples.
-    """
-    return np.clip(np.round(255 * np.asarray(amplitude) / reference_k), 0, 255).astype(np.uint8)

@@ -1,0 +1,243 @@
+"""Lock-in thermography acquisition: heater edges and IR frames on one clock, demodulated on the fly.
+
+The host times the edges (host-timed mode): it switches the output at t_on + k/(2f) and logs
+each switch's acknowledged time, which is the phase reference. Frames are triggered at the
+frame rate and folded into the streaming demodulator as they arrive, so memory does not grow
+with the heating time; raw frames can be streamed to a TIFF on the side.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mulsen.atomic import atomic_path, atomic_write_text
+from mulsen.errors import MulsenError
+
+from .camera import Camera
+from .clock import Clock
+from .heater import Heater
+from .lockin import (
+    DEFAULT_GRAY_REFERENCE_K,
+    LockInAccumulator,
+    LockInResult,
+    LockInWindow,
+    fit_edge_train,
+    mulsen_ir_image,
+)
+
+LEAD_S = 0.2  # first frame this long before the first switch-on (a dark reference frame)
+
+
+@dataclass(frozen=True)
+class LockInSettings:
+    frequency_hz: float = 0.1
+    periods: int = 6
+    settle_periods: int = 1
+    frame_rate_hz: float = 25.0
+    power_percent: float = 100.0
+    counts_to_kelvin: float = 0.01  # TemperatureLinear10mK
+    gray_reference_k: float = DEFAULT_GRAY_REFERENCE_K
+    keepalive_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0.01 <= self.frequency_hz <= 2.0:
+            raise MulsenError(f"lock-in frequency must be 0.01-2 Hz, got {self.frequency_hz}")
+        if self.periods < 1 or self.settle_periods < 0:
+            raise MulsenError("need at least 1 integrated period and >= 0 settling periods")
+        if self.frame_rate_hz < 4 * self.frequency_hz:
+            raise MulsenError(f"frame rate {self.frame_rate_hz} Hz is below 4 frames per period")
+        if not 0 < self.power_percent <= 100:
+            raise MulsenError(f"heater power must be in (0, 100] %, got {self.power_percent}")
+
+    @property
+    def heating_s(self) -> float:
+        return (self.settle_periods + self.periods) / self.frequency_hz
+
+
+@dataclass
+class LockInCapture:
+    result: LockInResult
+    settings: LockInSettings
+    edges: list[tuple[float, bool]]  # host-logged switch times (clock seconds)
+    frame_times: np.ndarray
+    heater: str
+    camera: dict
+    heater_off_confirmed: bool = True
+    notes: list[str] = field(default_factory=list)
+
+
+def edge_schedule(t_on: float, settings: LockInSettings) -> list[tuple[float, bool]]:
+    """Planned switch times: on at t_on + k/f, off half a period later, for all heating periods."""
+    period = 1.0 / settings.frequency_hz
+    count = settings.settle_periods + settings.periods
+    return [(t_on + k * period + half * period / 2, not half) for k in range(count) for half in (0, 1)]
+
+
+class EdgeTimer(threading.Thread):
+    """Switches the heater at the planned times on its own thread, so edges never wait for a camera
+    grab, and keeps the controller's watchdog fed in between. The logged times are the reference."""
+
+    def __init__(self, heater: Heater, clock: Clock, plan: list[tuple[float, bool]], keepalive_s: float,
+                 device_offset: float) -> None:
+        super().__init__(name="heater-edges", daemon=True)
+        self.heater, self.clock, self.plan, self.keepalive_s = heater, clock, plan, keepalive_s
+        self.device_offset = device_offset
+        self.edges: list[tuple[float, bool]] = []
+        self.error: BaseException | None = None
+        self.first_on = threading.Event()
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        try:
+            for due, on in self.plan:
+                while not self._stop_event.is_set():
+                    wait = min(due - self.clock.now(), self.keepalive_s)
+                    if wait <= 0:
+                        break
+                    self.clock.sleep_until(self.clock.now() + wait)
+                    if due - self.clock.now() > 0:
+                        self.heater.keepalive()
+                if self._stop_event.is_set():
+                    return
+                self.heater.switch(on)
+                # the controller's own edge time, mapped to our clock: free of host-side latency
+                device_t, state = self.heater.last_edge()
+                self.edges.append((device_t + self.device_offset, state))
+                if on:
+                    self.first_on.set()
+        except BaseException as exc:  # reported to the acquiring thread
+            self.error = exc
+        finally:
+            self.first_on.set()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def run_lockin(camera: Camera, heater: Heater, clock: Clock, settings: LockInSettings,
+               on_frame: Callable[[np.ndarray, float], None] | None = None,
+               on_progress: Callable[[float], None] | None = None) -> LockInCapture:
+    """Heat, record and demodulate one sample; the heater is off when this returns or raises."""
+    heater.set_power(settings.power_percent)
+    start = clock.now() + LEAD_S
+    plan = edge_schedule(start + LEAD_S, settings)
+    end = plan[-1][0] + 0.5 / settings.frequency_hz
+    frame_period = 1.0 / settings.frame_rate_hz
+    timer = EdgeTimer(heater, clock, plan, settings.keepalive_s, heater.clock_offset())
+    times: list[float] = []
+    accumulator: LockInAccumulator | None = None
+    next_frame = start
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(2e-4)  # the edge thread gets the GIL within 0.2 ms, not the default 5 ms
+    timer.start()
+    try:
+        while next_frame < end:
+            if timer.error is not None:
+                raise timer.error
+            clock.sleep_until(next_frame)
+            frame = camera.grab()
+            times.append(frame.timestamp)
+            if on_frame:
+                on_frame(frame.image, frame.timestamp)
+            if accumulator is None and timer.edges:
+                # frames before the first switch-on lie outside the window anyway
+                window = LockInWindow(settings.frequency_hz, timer.edges[0][0], settings.settle_periods,
+                                      settings.periods)
+                accumulator = LockInAccumulator(frame.image.shape, window, settings.counts_to_kelvin)
+            if accumulator is not None:
+                accumulator.add(frame.image, frame.timestamp)
+            next_frame += frame_period
+            if frame.timestamp > next_frame:  # the camera is slower than asked: skip, never pile up
+                next_frame = frame.timestamp + frame_period - (frame.timestamp - next_frame) % frame_period
+            if on_progress:
+                on_progress(min(1.0, (frame.timestamp - start) / (end - start)))
+    finally:
+        timer.stop()
+        sys.setswitchinterval(switch_interval)
+        confirmed = heater.off_safely()
+    if timer.error is not None:
+        raise timer.error
+    if not confirmed:
+        raise MulsenError(f"{heater.name}: could not confirm that the heater is off; check it before continuing")
+    if accumulator is None:
+        raise MulsenError(f"{camera.name}: no frames were recorded during heating")
+    try:
+        result = accumulator.result()
+    except ValueError as exc:
+        raise MulsenError(f"{camera.name}: lock-in failed: {exc}") from None
+    # Phase reference = the flux onset fitted to all logged edges (their jitter averages out); the fit
+    # used the first edge, and a reference shift is an exact rotation of the demodulated phase.
+    t_on, _ = fit_edge_train(np.array([t for t, _ in timer.edges]), 0.5 / settings.frequency_hz)
+    correction = 360.0 * settings.frequency_hz * (t_on - accumulator.window.t_on)
+    result.phase_deg = ((result.phase_deg + correction + 180.0) % 360.0 - 180.0).astype(np.float32)
+    fs = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+    result.metadata.update({"fs_hz": round(fs, 4), "units": {"amplitude": "K", "phase": "deg"},
+                            "phase_reference": "heating flux fundamental (sound thick material at -45 deg)"})
+    return LockInCapture(result, settings, timer.edges, np.asarray(times), heater.name,
+                         camera.identity(), heater_off_confirmed=confirmed)
+
+
+def write_lockin_outputs(capture: LockInCapture, folder: Path) -> list[Path]:
+    """Amplitude/phase float32 TIFFs (tagged), the MulSen-AD 640x480 gray PNG and a JSON record.
+
+    Each file is written atomically; the caller makes the folder itself appear atomically.
+    """
+    import tifffile
+
+    from dataset.formats import write_ir
+
+    folder.mkdir(parents=True, exist_ok=True)
+    result = capture.result
+    tags = {**result.metadata, "f_lock_hz": result.frequency_hz}
+    written = []
+    for name, array, unit in (("amplitude", result.amplitude, "K"), ("phase", result.phase_deg, "deg")):
+        path = folder / f"ir_{name}.tiff"
+        with atomic_path(path) as tmp:
+            tifffile.imwrite(tmp, array.astype(np.float32), metadata={**tags, "quantity": name, "unit": unit})
+        written.append(path)
+    gray_path = folder / "infrared.png"
+    write_ir(gray_path, mulsen_ir_image(result.amplitude, capture.settings.gray_reference_k))
+    written.append(gray_path)
+    record = {
+        "settings": asdict(capture.settings),
+        "heating_s": capture.settings.heating_s,
+        "edges": [{"t": t, "on": on} for t, on in capture.edges],
+        "frames": {"count": len(capture.frame_times), "first_t": float(capture.frame_times[0]),
+                   "last_t": float(capture.frame_times[-1])},
+        "lockin": tags,
+        "gray_mapping": f"gray = clip(round(255 * amplitude_K / {capture.settings.gray_reference_k}), 0, 255), "
+                        "area-resampled to 640x480",
+        "heater": capture.heater, "camera": capture.camera, "heater_off_confirmed": capture.heater_off_confirmed,
+    }
+    record_path = folder / "ir_lockin.json"
+    atomic_write_text(record_path, json.dumps(record, indent=2, default=str))
+    written.append(record_path)
+    return written
+
+
+class RawFrameWriter:
+    """Streams raw 16-bit frames into one multi-page TIFF (constant memory); times go to a sidecar."""
+
+    def __init__(self, path: Path) -> None:
+        import tifffile
+
+        self.path = path
+        self._writer = tifffile.TiffWriter(path, bigtiff=True)
+        self.times: list[float] = []
+
+    def __call__(self, image: np.ndarray, t: float) -> None:
+        self._writer.write(image, contiguous=True, metadata=None)
+        self.times.append(t)
+
+    def close(self) -> None:
+        self._writer.close()
+        np.savetxt(self.path.with_suffix(".times.txt"), np.asarray(self.times), fmt="%.6f",
+                   header="clock seconds of each frame in ir_frames.tiff")

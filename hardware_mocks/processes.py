@@ -1,0 +1,81 @@
+"""Start device simulators as child processes and wait until they publish their endpoint."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mulsen.errors import MulsenError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SimulatorProcess:
+    """``with SimulatorProcess("hardware_mocks.heater_sim", [...]) as sim: sim.endpoint`` (a path or address).
+
+    The child runs in its own session so that a Ctrl-C aimed at the host does not reach it, like a
+    real device on the bench.
+    """
+
+    def __init__(self, module: str, args: list[str], startup_s: float = 20.0) -> None:
+        self.module = module
+        self.args = args
+        self.startup_s = startup_s
+        self.process: subprocess.Popen | None = None
+        self.endpoint = ""
+
+    def start(self) -> SimulatorProcess:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                                          os.environ.get("PYTHONPATH")]))}
+        self.process = subprocess.Popen([sys.executable, "-m", self.module, *self.args], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, env=env, start_new_session=True)
+        deadline = time.monotonic() + self.startup_s
+        line = b""
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.process.stdout], [], [], 0.1)
+            if ready:
+                line = self.process.stdout.readline()
+                break
+            if self.process.poll() is not None:
+                break
+        if not line.startswith(b"READY "):
+            err = self.process.stderr.read().decode(errors="replace").strip().splitlines() \
+                if self.process.poll() is not None else []
+            self.stop()
+            raise MulsenError(f"simulator {self.module} did not start: {err[-1] if err else 'no READY line'}")
+        self.endpoint = line[6:].decode().strip()
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """Simulate a crash: SIGKILL, no clean shutdown."""
+        if self.alive():
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream:
+                stream.close()
+
+    def __enter__(self) -> SimulatorProcess:
+        return self.start() if self.process is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
