@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -161,12 +163,18 @@ class GenICamCamera:
         if not devices:
             raise DeviceError(self.name, f"no device found through {cti}")
         key = {k: v for k, v in (("serial_number", self.config.serial_number), ("model", self.config.model)) if v}
+        sigint = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
         try:
             self._acquirer = self._harvester.create(key or 0)
         except (ValueError, IndexError) as exc:
             listed = ", ".join(f"{d.model} {d.serial_number}" for d in devices)
             raise DeviceError(self.name, f"no single device matches {key or 'the first'} ({exc}); found: {listed}") \
                 from None
+        finally:
+            if sigint is not None:
+                # harvesters installs a SIGINT handler that silently destroys the acquirer, which swallows
+                # Ctrl-C; we restore ours so an interrupt takes the normal path (heater off, no partial output)
+                signal.signal(signal.SIGINT, sigint)
         match = next(d for d in devices if (not key.get("serial_number") or d.serial_number == key["serial_number"])
                      and (not key.get("model") or d.model == key["model"]))
         self._device = {"vendor": match.vendor, "model": match.model, "serial_number": match.serial_number,
@@ -233,11 +241,19 @@ class GenICamCamera:
 
     # -- acquisition -------------------------------------------------------------------
     def grab(self) -> Frame:
-        if self._acquirer is None:
-            raise DeviceError(self.name, "camera is not open")
+        """Trigger (in software-trigger mode) and fetch one frame."""
         timestamp = self.clock.now()
         if self.config.trigger == "software":
-            self._node_map.TriggerSoftware.execute()
+            self.trigger()
+        return self.fetch(timestamp)
+
+    def trigger(self) -> None:
+        self._require_open()
+        self._node_map.TriggerSoftware.execute()
+
+    def fetch(self, timestamp: float | None = None) -> Frame:
+        """Wait for the next frame (at most ``timeout_s``) and copy it out of the buffer."""
+        self._require_open()
         buffer = self._acquirer.try_fetch(timeout=self.config.timeout_s)
         if buffer is None:
             raise DeviceError(self.name, f"no frame within {self.config.timeout_s} s (trigger not fired or camera "
@@ -248,9 +264,11 @@ class GenICamCamera:
             # decode copies (or demosaics) out of the buffer before it is requeued
             image = decode_pixels(component.data, int(component.width), int(component.height), pixel_format)
             image = image.copy() if image.base is not None else image
-        if self.config.trigger == "free":
-            timestamp = self.clock.now()
-        return Frame(image, timestamp, pixel_format, self.name)
+        return Frame(image, self.clock.now() if timestamp is None else timestamp, pixel_format, self.name)
+
+    def _require_open(self) -> None:
+        if self._acquirer is None:
+            raise DeviceError(self.name, "camera is not open")
 
     def identity(self) -> dict:
         return {**self._device, "settings": dict(self._settings), "trigger": self.config.trigger}

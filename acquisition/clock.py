@@ -17,6 +17,8 @@ class Clock(Protocol):
 
     def sleep_until(self, t: float) -> None: ...
 
+    def real_seconds(self, clock_seconds: float) -> float: ...
+
 
 @dataclass(frozen=True)
 class ScaledClock:

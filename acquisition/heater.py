@@ -48,6 +48,10 @@ class Heater(Protocol):
 
     def last_edge(self) -> tuple[float, bool]: ...
 
+    def configure_modulation(self, frequency_hz: float) -> None: ...
+
+    def modulate(self, on: bool) -> None: ...
+
     def clock_offset(self) -> float: ...
 
     def off_safely(self) -> bool: ...
@@ -134,6 +138,15 @@ class SerialHeater:
 
     def is_on(self) -> bool:
         return self.query("OUTP?") == "1"
+
+    def configure_modulation(self, frequency_hz: float) -> None:
+        """Square-wave modulation timed by the controller (50 % duty)."""
+        self._ok("SOUR:MOD:SHAP SQU")
+        self._ok(f"SOUR:MOD:FREQ {frequency_hz:.6g}")
+
+    def modulate(self, on: bool) -> None:
+        """Start (output switches on at once) or stop (output off) the controller's modulation."""
+        self._ok("SOUR:MOD:STAT ON" if on else "SOUR:MOD:STAT OFF")
 
     def temperature_c(self) -> float:
         return self._number("MEAS:TEMP?")

@@ -96,7 +96,7 @@ class LockInAccumulator:
     that 16-bit counts around 30000 do not cost float32 precision.
     """
 
-    def __init__(self, shape: tuple[int, int], window: LockInWindow, scale: float = 1.0, block: int = 64) -> None:
+    def __init__(self, shape: tuple[int, int], window: LockInWindow, scale: float = 1.0, block: int = 32) -> None:
         self.shape = tuple(shape)
         self.window = window
         self.scale = float(scale)  # input units per count (0.01 K/DN for TemperatureLinear10mK)

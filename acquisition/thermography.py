@@ -45,6 +45,7 @@ class LockInSettings:
     counts_to_kelvin: float = 0.01  # TemperatureLinear10mK
     gray_reference_k: float = DEFAULT_GRAY_REFERENCE_K
     keepalive_s: float = 2.0
+    heater_timing: str = "device"  # device: the controller modulates (exact edges); host: we toggle OUTP
 
     def __post_init__(self) -> None:
         if not 0.01 <= self.frequency_hz <= 2.0:
@@ -53,6 +54,8 @@ class LockInSettings:
             raise MulsenError("need at least 1 integrated period and >= 0 settling periods")
         if self.frame_rate_hz < 4 * self.frequency_hz:
             raise MulsenError(f"frame rate {self.frame_rate_hz} Hz is below 4 frames per period")
+        if self.heater_timing not in ("device", "host"):
+            raise MulsenError(f"heater timing must be 'device' or 'host', got {self.heater_timing!r}")
         if not 0 < self.power_percent <= 100:
             raise MulsenError(f"heater power must be in (0, 100] %, got {self.power_percent}")
 
@@ -81,41 +84,67 @@ def edge_schedule(t_on: float, settings: LockInSettings) -> list[tuple[float, bo
 
 
 class EdgeTimer(threading.Thread):
-    """Switches the heater at the planned times on its own thread, so edges never wait for a camera
-    grab, and keeps the controller's watchdog fed in between. The logged times are the reference."""
+    """Runs the heater on its own thread, so edges never wait for a camera grab, and keeps the
+    controller's watchdog fed. Every edge is logged with the controller's own time (``EVT?``) mapped
+    to our clock: the logged times, not the plan, are the phase reference.
 
-    def __init__(self, heater: Heater, clock: Clock, plan: list[tuple[float, bool]], keepalive_s: float,
+    ``device`` timing: the controller modulates itself (``SOUR:MOD``), edges are exact on its clock and
+    are collected by polling. ``host`` timing: the thread toggles the output at the planned times
+    (for plain controllers; edges then jitter by the host's scheduling latency).
+    """
+
+    def __init__(self, heater: Heater, clock: Clock, plan: list[tuple[float, bool]], settings: LockInSettings,
                  device_offset: float) -> None:
         super().__init__(name="heater-edges", daemon=True)
-        self.heater, self.clock, self.plan, self.keepalive_s = heater, clock, plan, keepalive_s
+        self.heater, self.clock, self.plan, self.settings = heater, clock, plan, settings
         self.device_offset = device_offset
         self.edges: list[tuple[float, bool]] = []
         self.error: BaseException | None = None
-        self.first_on = threading.Event()
         self._stop_event = threading.Event()
+
+    def _wait_until(self, due: float, poll_s: float) -> bool:
+        """Sleep until ``due`` in steps of at most ``poll_s``, polling the controller; False when stopped."""
+        while not self._stop_event.is_set():
+            wait = min(due - self.clock.now(), poll_s)
+            if wait <= 0:
+                return True
+            self._stop_event.wait(self.clock.real_seconds(wait))
+            self._poll()
+        return False
+
+    def _poll(self) -> None:
+        device_t, state = self.heater.last_edge()  # also feeds the watchdog
+        t = device_t + self.device_offset
+        if (state or self.edges) and (not self.edges or abs(self.edges[-1][0] - t) > 1e-9):
+            self.edges.append((t, state))
 
     def run(self) -> None:
         try:
-            for due, on in self.plan:
-                while not self._stop_event.is_set():
-                    wait = min(due - self.clock.now(), self.keepalive_s)
-                    if wait <= 0:
-                        break
-                    self.clock.sleep_until(self.clock.now() + wait)
-                    if due - self.clock.now() > 0:
-                        self.heater.keepalive()
-                if self._stop_event.is_set():
-                    return
-                self.heater.switch(on)
-                # the controller's own edge time, mapped to our clock: free of host-side latency
-                device_t, state = self.heater.last_edge()
-                self.edges.append((device_t + self.device_offset, state))
-                if on:
-                    self.first_on.set()
+            if self.settings.heater_timing == "device":
+                self._run_device_timed()
+            else:
+                self._run_host_timed()
         except BaseException as exc:  # reported to the acquiring thread
             self.error = exc
-        finally:
-            self.first_on.set()
+
+    def _run_device_timed(self) -> None:
+        f = self.settings.frequency_hz
+        poll = min(self.settings.keepalive_s, 0.125 / f)  # several polls per half period: no edge missed
+        self.heater.configure_modulation(f)
+        if not self._wait_until(self.plan[0][0], self.settings.keepalive_s):
+            return
+        self.heater.modulate(True)
+        # stop in the middle of the last off half-period, so no extra switch-on can slip in
+        if self._wait_until(self.plan[-1][0] + 0.25 / f, poll):
+            self.heater.modulate(False)
+            self._poll()
+
+    def _run_host_timed(self) -> None:
+        for due, on in self.plan:
+            if not self._wait_until(due, self.settings.keepalive_s):
+                return
+            self.heater.switch(on)
+            self._poll()
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -131,7 +160,7 @@ def run_lockin(camera: Camera, heater: Heater, clock: Clock, settings: LockInSet
     plan = edge_schedule(start + LEAD_S, settings)
     end = plan[-1][0] + 0.5 / settings.frequency_hz
     frame_period = 1.0 / settings.frame_rate_hz
-    timer = EdgeTimer(heater, clock, plan, settings.keepalive_s, heater.clock_offset())
+    timer = EdgeTimer(heater, clock, plan, settings, heater.clock_offset())
     times: list[float] = []
     accumulator: LockInAccumulator | None = None
     next_frame = start

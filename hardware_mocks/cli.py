@@ -36,6 +36,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     ds.add_argument("--defect-amplitude", type=float, default=1.0, help="scale of defect contrast/depth")
     ds.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     ds.set_defaults(handler=_dataset)
+    dev = ssub.add_parser(
+        "devices", help="run the device simulators (heater on a pty, GenTL cameras) for manual use",
+        description="Start the device simulators and keep them running until Ctrl-C. They write a state file "
+        "(STATE/devices.json) naming the heater's serial port, the shared simulated clock and the virtual part "
+        "on the bench; pass it to capture commands with --sim STATE. Cameras go through the real GenTL "
+        "simulator producer (TLSimu.cti from genicam 1.5.0) when a capture command opens them.",
+        epilog="example: mulsen sim devices --state sim-bench --part nut:3:crack --time-scale 20 &\n"
+        "         mulsen capture ir captures/ir-001 --sim sim-bench --frequency 0.5 --periods 4",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    dev.add_argument("--state", type=Path, default=Path("sim-bench"), help="folder for the state file and logs")
+    dev.add_argument("--part", default="nut:0:crack", help="virtual part on the bench: CATEGORY:SEED[:DEFECT]")
+    dev.add_argument("--time-scale", type=float, default=10.0,
+                     help="simulated seconds per real second (heating minutes take seconds; default 10)")
+    dev.add_argument("--size", choices=["small", "full"], default="full", help="camera image size")
+    dev.add_argument("--heater-watchdog", type=float, default=10.0,
+                     help="the heater switches off after this many silent (simulated) seconds")
+    dev.set_defaults(handler=_devices)
     sim.set_defaults(handler=lambda args: sim.print_help() or 2)
 
 
@@ -57,3 +74,26 @@ def _dataset(args: argparse.Namespace) -> int:
     if counts["visibility_changed"]:
         print(f"note: {counts['visibility_changed']} planted defects were too small to see and went to test/good")
     return 0
+
+
+def _devices(args: argparse.Namespace) -> int:
+    import time
+
+    from .devices import running_simulators
+    from .sim_cameras import BenchPart
+
+    part = BenchPart.parse(args.part)
+    with running_simulators(args.state, part, args.time_scale, args.size,
+                            heater_args=["--watchdog", repr(args.heater_watchdog)]) as (bench, processes):
+        print(f"state file: {bench.state_dir / 'devices.json'}")
+        print(f"heater:     {bench.heater_port} (serial, 115200 8N1; edge log {bench.heater_edge_log})")
+        print(f"cameras:    GenTL simulator (TLSimu.cti), virtual part {part}, time scale {bench.time_scale}x")
+        print("running; press Ctrl-C to stop", flush=True)
+        try:
+            while all(p.alive() for p in processes.values()):
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            return 0
+        dead = [name for name, p in processes.items() if not p.alive()]
+        print(f"error: simulator stopped unexpectedly: {', '.join(dead)}")
+        return 1

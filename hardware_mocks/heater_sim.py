@@ -209,7 +209,7 @@ def serve(model: HeaterModel, clock: ScaledClock, link: str | None, garble_every
             replies += 1
             data = (reply + "\n").encode()
             if garble_every and replies % garble_every == 0:
-                data = b"\xff\xfe#" + data[3:]  # line noise: one corrupted reply
+                data = b"\xff\xfe#" + data[1:]  # line noise: one corrupted reply
             os.write(master, data)
     model.mod_on = False
     model._switch(clock.now(), False, "shutdown")

@@ -13,9 +13,11 @@ DESCRIPTION = """\
 Multi-sensor industrial anomaly detection (RGB + lock-in IR + 3D), from the lab bench to a detector.
 
 Roles and their commands:
+  lab operators     mulsen capture rgb|ir OUT           drive the RGB camera, lock-in IR thermography
   dataset curators  mulsen dataset validate|stats DIR   check a MulSen-AD dataset, print Table 3
   inspectors        mulsen train|evaluate|detect        fit the triple-sensor detector, score parts
   developers        mulsen sim dataset OUT              generate a synthetic dataset with planted defects
+                    mulsen sim devices                  run the device simulators (heater pty, GenTL cameras)
   everyone          mulsen demo                         the end-to-end demo on the simulators
 
 Run 'mulsen COMMAND --help' for the details of each command.
@@ -28,12 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mulsen {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from acquisition.cli import register as register_capture
     from dataset.cli import register as register_dataset
     from detection.cli import register as register_detection
     from hardware_mocks.cli import register as register_sim
 
     from .demo import register as register_demo
 
+    register_capture(sub)
     register_dataset(sub)
     register_sim(sub)
     register_detection(sub)

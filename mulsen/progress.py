@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
@@ -19,3 +20,17 @@ def progress(items: Iterable[T], total: int | None = None, desc: str = "") -> It
 def bar(desc: str):
     """A progress-callback factory for library functions taking ``progress(iterable, total)``."""
     return lambda items, total: progress(items, total, desc)
+
+
+@contextlib.contextmanager
+def progress_fraction(desc: str, enabled: bool = True) -> Iterator:
+    """A bar for work that reports its own completed fraction: yields ``update(fraction)``."""
+    disable = not enabled or bool(os.environ.get("MULSEN_NO_PROGRESS"))
+    with tqdm(total=1000, desc=desc, leave=False, disable=disable, dynamic_ncols=True,
+              bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as handle:
+        def update(fraction: float) -> None:
+            target = int(max(0.0, min(1.0, fraction)) * 1000)
+            if target > handle.n:
+                handle.update(target - handle.n)
+
+        yield update
