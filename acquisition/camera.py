@@ -121,6 +121,39 @@ def simulator_producer() -> str:
     return str(path)
 
 
+# A GenTL producer is a process-wide singleton: a second Harvester on the same .cti sees no devices.
+# Cameras on one producer therefore share one Harvester, reset when the last camera closes.
+_HARVESTERS: dict[str, list] = {}
+_HARVESTERS_LOCK = threading.Lock()
+
+
+def _shared_harvester(cti: str, device: str, factory):
+    with _HARVESTERS_LOCK:
+        entry = _HARVESTERS.get(cti)
+        if entry is None:
+            harvester = factory()
+            try:
+                harvester.add_file(cti, check_existence=True, check_validity=True)
+            except FileNotFoundError:
+                raise DeviceError(device, f"GenTL producer {cti} does not exist") from None
+            except OSError as exc:
+                raise DeviceError(device, f"{cti} is not a loadable GenTL producer ({exc})") from None
+            harvester.update()
+            entry = _HARVESTERS[cti] = [harvester, 0]
+        entry[1] += 1
+        return entry[0]
+
+
+def _release_harvester(harvester) -> None:
+    with _HARVESTERS_LOCK:
+        for cti, entry in list(_HARVESTERS.items()):
+            if entry[0] is harvester:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del _HARVESTERS[cti]
+                    harvester.reset()
+
+
 class GenICamCamera:
     """A camera opened through harvesters. Use as ``with GenICamCamera(config) as cam: cam.grab()``."""
 
@@ -151,14 +184,7 @@ class GenICamCamera:
         except ImportError as exc:
             raise MulsenError("cameras need 'harvesters' (pip install mulsen-toolkit[hardware])") from exc
         cti = find_producer(self.config.cti)
-        self._harvester = Harvester()
-        try:
-            self._harvester.add_file(cti, check_existence=True, check_validity=True)
-        except FileNotFoundError:
-            raise DeviceError(self.name, f"GenTL producer {cti} does not exist") from None
-        except OSError as exc:
-            raise DeviceError(self.name, f"{cti} is not a loadable GenTL producer ({exc})") from None
-        self._harvester.update()
+        self._harvester = _shared_harvester(cti, self.name, Harvester)
         devices = self._harvester.device_info_list
         if not devices:
             raise DeviceError(self.name, f"no device found through {cti}")
@@ -237,7 +263,7 @@ class GenICamCamera:
             acquirer.destroy()
         harvester, self._harvester = self._harvester, None
         if harvester is not None:
-            harvester.reset()
+            _release_harvester(harvester)
 
     # -- acquisition -------------------------------------------------------------------
     def grab(self) -> Frame:

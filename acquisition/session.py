@@ -1,0 +1,262 @@
+"""The capture session: drive every device for one sample and never lose or mix up data.
+
+Steps: IR lock-in -> arm to the RGB pose above the part (found in the IR image) -> RGB frame ->
+both scanner exports (scan A upright, scan B flipped). Everything is written into a hidden
+``ROOT/.partial/<category>/<sample_id>/`` folder with a ``progress.json`` after each step; only a
+complete sample is renamed to ``ROOT/<category>/<sample_id>/`` with its ``capture.json``. An
+interrupted sample must be resumed (completed steps are kept) or discarded explicitly; a captured
+sample is never overwritten. Every fault stops the arm and leaves the heater off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import logging
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from mulsen import __version__
+from mulsen.atomic import atomic_path, atomic_write_text
+from mulsen.errors import MulsenError
+
+from .camera import Camera
+from .clock import Clock
+from .export_watch import ExportWatcher
+from .heater import Heater
+from .robot import ArmGeometry, RobotArm, locate_part_in_ir
+from .steps import record_ir, record_rgb
+from .thermography import LockInSettings
+
+log = logging.getLogger(__name__)
+STEPS = ("ir", "arm", "rgb", "scans")
+STEP_FILES = {"ir": ("ir_*", "infrared.png"), "arm": (), "rgb": ("rgb.*",), "scans": ("scan_a.*", "scan_b.*")}
+PARTIAL_DIR = ".partial"
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    category: str
+    sample_id: str
+    operator: str = ""
+    notes: str = ""
+    part: str | None = None  # the simulated bench only: CATEGORY:SEED[:DEFECT]
+
+    def __post_init__(self) -> None:
+        for name, value in (("category", self.category), ("sample id", self.sample_id)):
+            if not value or "/" in value or value.startswith("."):
+                raise MulsenError(f"{name} {value!r} is not a valid folder name")
+
+
+class Operator(Protocol):
+    name: str
+
+    def request_scans(self, request: SampleRequest) -> None: ...
+
+
+class ConsoleOperator:
+    """Asks the person at the bench to scan; the export watcher notices the files."""
+
+    name = "console"
+
+    def request_scans(self, request: SampleRequest) -> None:
+        print(f"\n>>> {request.category}/{request.sample_id}: scan the part now (scan A), turn it over, scan it "
+              "again (scan B), and export both scans to the export folder.", flush=True)
+
+
+@dataclass
+class SessionDevices:
+    ir_camera: Camera
+    heater: Heater
+    rgb_camera: Camera
+    arm: RobotArm
+    scan_folder: Path
+    operator: Operator
+    clock: Clock
+    description: dict = field(default_factory=dict)
+    ir_intrinsics: list | None = None  # the bench's own (calibrated) IR intrinsics, else the configured ones
+
+
+class Bench(Protocol):
+    """Opens every device for one sample (real devices or the simulators)."""
+
+    def open(self, request: SampleRequest) -> contextlib.AbstractContextManager[SessionDevices]: ...
+
+
+@dataclass
+class SessionConfig:
+    lockin: LockInSettings = field(default_factory=LockInSettings)
+    arm_speed_m_s: float = 0.1
+    scan_timeout_s: float = 900.0
+    scan_settle_s: float = 1.0
+    save_raw_ir: bool = False
+    geometry: ArmGeometry = field(default_factory=ArmGeometry)
+    ir_intrinsics: tuple = ((4000.0, 0.0, 319.5), (0.0, 4000.0, 239.5), (0.0, 0.0, 1.0))  # nominal; calibrate
+    ir_camera_xy_mm: tuple[float, float] = (0.0, 0.0)
+    ir_distance_mm: float = 300.0
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class CaptureSession:
+    def __init__(self, root: str | Path, bench: Bench, config: SessionConfig | None = None,
+                 show_progress: bool = True, announce: Callable[[str], None] | None = None) -> None:
+        self.root = Path(root)
+        self.bench = bench
+        self.config = config or SessionConfig()
+        self.show_progress = show_progress
+        self.announce = announce or (lambda text: log.info(text))
+
+    def final_folder(self, request: SampleRequest) -> Path:
+        return self.root / request.category / request.sample_id
+
+    def partial_folder(self, request: SampleRequest) -> Path:
+        return self.root / PARTIAL_DIR / request.category / request.sample_id
+
+    def capture(self, request: SampleRequest, resume: bool = False, discard: bool = False) -> Path:
+        """Record one sample; return its folder."""
+        final, partial = self.final_folder(request), self.partial_folder(request)
+        if final.exists():
+            raise MulsenError(f"{final}: sample already captured (never overwritten); choose another sample id")
+        progress = self._start(request, partial, resume, discard)
+        with self.bench.open(request) as devices:
+            progress["devices"] = devices.description
+            for step in STEPS:
+                if step in progress["steps"]:
+                    continue
+                self._clean(partial, step)
+                started = time.time()
+                self.announce(f"{request.category}/{request.sample_id}: step {step} "
+                              f"({STEPS.index(step) + 1}/{len(STEPS)})")
+                try:
+                    record = self._run_step(step, request, devices, partial, progress)
+                except BaseException as exc:
+                    devices.arm.stop()
+                    problem = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+                    progress["failures"].append({"step": step, "error": problem, "at": _now_iso()})
+                    with contextlib.suppress(OSError):
+                        self._save_progress(partial, progress)
+                    if isinstance(exc, OSError):
+                        raise MulsenError(f"{partial}: writing the {step} step failed: {exc.strerror or exc}") \
+                            from None
+                    raise
+                record["seconds"] = round(time.time() - started, 3)
+                progress["steps"][step] = record
+                self._save_progress(partial, progress)
+        return self._finish(request, partial, final, progress)
+
+    # -- bookkeeping ---------------------------------------------------------------------------------
+    def _start(self, request: SampleRequest, partial: Path, resume: bool, discard: bool) -> dict:
+        if partial.exists():
+            if discard:
+                shutil.rmtree(partial)
+            elif not resume:
+                done = ", ".join(self._load_progress(partial).get("steps", {})) or "none"
+                raise MulsenError(f"{request.category}/{request.sample_id}: an interrupted capture is in {partial} "
+                                  f"(steps done: {done}); use --resume to continue it or --discard to start over")
+            else:
+                progress = self._load_progress(partial)
+                if progress.get("request") != asdict(request):
+                    raise MulsenError(f"{partial}: was started for {progress.get('request')}, not for "
+                                      f"{asdict(request)}; --discard it or use the same request")
+                progress["resumed"].append(_now_iso())
+                return progress
+        partial.mkdir(parents=True)
+        progress = {"request": asdict(request), "started": _now_iso(), "steps": {}, "failures": [], "resumed": []}
+        self._save_progress(partial, progress)
+        return progress
+
+    @staticmethod
+    def _load_progress(partial: Path) -> dict:
+        try:
+            return json.loads((partial / "progress.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise MulsenError(f"{partial}: unreadable progress.json ({exc}); --discard this capture") from None
+
+    @staticmethod
+    def _save_progress(partial: Path, progress: dict) -> None:
+        atomic_write_text(partial / "progress.json", json.dumps(progress, indent=2, default=str))
+
+    @staticmethod
+    def _clean(partial: Path, step: str) -> None:
+        """Remove what an earlier, failed attempt of ``step`` may have left."""
+        for pattern in STEP_FILES[step]:
+            for path in partial.glob(pattern):
+                path.unlink()
+
+    def _finish(self, request: SampleRequest, partial: Path, final: Path, progress: dict) -> Path:
+        record = {
+            "format": "mulsen-capture/1",
+            "request": progress["request"],
+            "started": progress["started"], "finished": _now_iso(), "resumed": progress["resumed"],
+            "failures": progress["failures"],
+            "steps": progress["steps"],
+            "devices": progress.get("devices", {}),
+            "settings": {"lockin": asdict(self.config.lockin), "arm_speed_m_s": self.config.arm_speed_m_s,
+                         "geometry": asdict(self.config.geometry), "ir_intrinsics": self.config.ir_intrinsics},
+            "software": {"mulsen": __version__, "python": platform.python_version(), "host": platform.node()},
+            "operator": request.operator or getpass.getuser(),
+            "files": sorted(p.name for p in partial.iterdir() if p.name != "progress.json"),
+        }
+        atomic_write_text(partial / "capture.json", json.dumps(record, indent=2, default=str))
+        (partial / "progress.json").unlink()
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            raise MulsenError(f"{final}: appeared during the capture; the new data stay in {partial}")
+        partial.rename(final)
+        with contextlib.suppress(OSError):  # tidy empty .partial/<category>/ folders
+            partial.parent.rmdir()
+            partial.parent.parent.rmdir()
+        return final
+
+    # -- steps ---------------------------------------------------------------------------------------
+    def _run_step(self, step: str, request: SampleRequest, devices: SessionDevices, partial: Path,
+                  progress: dict) -> dict:
+        if step == "ir":
+            return record_ir(devices.ir_camera, devices.heater, devices.clock, self.config.lockin, partial,
+                             save_raw=self.config.save_raw_ir, show_progress=self.show_progress)
+        if step == "arm":
+            return self._move_arm(devices, partial)
+        if step == "rgb":
+            return record_rgb(devices.rgb_camera, partial)
+        return self._collect_scans(request, devices, partial)
+
+    def _move_arm(self, devices: SessionDevices, partial: Path) -> dict:
+        import tifffile
+
+        amplitude = tifffile.imread(partial / "ir_amplitude.tiff")
+        intrinsics = np.asarray(devices.ir_intrinsics or self.config.ir_intrinsics, float)
+        part_xy = locate_part_in_ir(amplitude, intrinsics, self.config.ir_camera_xy_mm, self.config.ir_distance_mm)
+        target = self.config.geometry.camera_pose_above(part_xy)
+        start = devices.arm.pose()
+        reached = devices.arm.move_linear(target, speed=self.config.arm_speed_m_s)
+        return {"part_bench_xy_mm": list(part_xy), "start_pose": start.tolist(), "target_pose": target.tolist(),
+                "reached_pose": reached.tolist(), "joints": devices.arm.joints().tolist()}
+
+    def _collect_scans(self, request: SampleRequest, devices: SessionDevices, partial: Path) -> dict:
+        watcher = ExportWatcher(devices.scan_folder, settle_s=self.config.scan_settle_s)
+        devices.operator.request_scans(request)
+        found = watcher.wait_for(2, self.config.scan_timeout_s)
+        record = {}
+        for label, item in zip(("a", "b"), found, strict=True):
+            target = partial / f"scan_{label}{item.path.suffix.lower()}"
+            with atomic_path(target, overwrite=False) as tmp:
+                shutil.copyfile(item.path, tmp)
+            record[f"scan_{label}"] = {"file": target.name, "source": str(item.path), "format": item.scan.format,
+                                       "points": len(item.scan.vertices),
+                                       "faces": 0 if item.scan.faces is None else len(item.scan.faces),
+                                       "exported_at": datetime.fromtimestamp(item.completed_at,
+                                                                             timezone.utc).isoformat()}
+        return record
+

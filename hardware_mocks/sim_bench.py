@@ -1,0 +1,61 @@
+"""The simulated bench for capture sessions: the same drivers, pointed at the simulators."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from acquisition.heater import open_heater
+from acquisition.robot import ArmGeometry, connected_arm
+from acquisition.session import SampleRequest, SessionDevices
+from mulsen.atomic import atomic_write_text
+
+from .devices import SimBench
+from .sim_cameras import BenchPart, rgb_camera, thermal_camera
+from .world.scene import camera_for
+
+
+@dataclass
+class SimulatedOperator:
+    """Plays the person at the bench: asks the scanner simulator for the two scans of the current part."""
+
+    requests: Path
+    part: BenchPart
+    size: str
+    scan_format: str
+    name: str = "simulated operator"
+    write_s: float = 0.2
+
+    def request_scans(self, request: SampleRequest) -> None:
+        ticket = {"id": f"{request.category}-{request.sample_id}", "part": str(self.part), "size": self.size,
+                  "format": self.scan_format, "write_s": self.write_s}
+        atomic_write_text(self.requests / f"{ticket['id']}.json", json.dumps(ticket))
+
+
+@dataclass
+class SimulatedBench:
+    state: SimBench
+    geometry: ArmGeometry = field(default_factory=ArmGeometry)
+
+    def part_for(self, request: SampleRequest) -> BenchPart:
+        return BenchPart.parse(request.part) if request.part else self.state.part
+
+    @contextlib.contextmanager
+    def open(self, request: SampleRequest) -> Iterator[SessionDevices]:
+        part = self.part_for(request)
+        clock = self.state.clock()
+        size = self.state.image_size
+        with open_heater(self.state.heater_port, clock) as heater, connected_arm(self.state.robot_host) as arm:
+            # the RGB camera sees what lies under the arm's current position, as reported by the controller
+            rgb = rgb_camera(part, clock, size, centre=lambda: self.geometry.bench_xy_under(arm.pose()))
+            ir = thermal_camera(part, clock, self.state.heater_edge_log, size)
+            with ir, rgb:
+                operator = SimulatedOperator(Path(self.state.scan_request_dir), part, size, self.state.scan_format)
+                yield SessionDevices(ir, heater, rgb, arm, Path(self.state.scan_export_dir), operator, clock, {
+                    "heater": heater.identify(), "ir_camera": ir.identity(), "rgb_camera": rgb.identity(),
+                    "robot": arm.identity(), "scanner_exports": self.state.scan_export_dir,
+                    "simulated_part": str(part), "time_scale": self.state.time_scale},
+                    ir_intrinsics=camera_for("ir", size).intrinsics.tolist())
