@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import signal
 from pathlib import Path
@@ -84,7 +85,122 @@ def register(sub: argparse._SubParsersAction) -> None:
     ir.add_argument("--save-raw", action="store_true", help="also keep every raw 16-bit frame (ir_frames.tiff)")
     _add_camera_options(ir)
     ir.set_defaults(handler=_ir)
+    sample = csub.add_parser(
+        "sample", help="capture one complete sample: IR lock-in, arm, RGB, both scans",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Drive every device for one sample and write OUT/<category>/<sample-id>/ with capture.json. "
+        "Work happens in OUT/.partial/ and is renamed into place only when complete; a captured sample is never "
+        "overwritten; an interrupted one must be resumed (--resume) or discarded (--discard).",
+        epilog="examples:\n  mulsen capture sample --out captures --category nut --sample-id 001 --bench bench.json\n"
+        "  mulsen capture sample --out captures --category nut --sample-id 001 --sim sim-bench --part nut:3:crack")
+    _add_session_options(sample)
+    sample.add_argument("--category", required=True)
+    sample.add_argument("--sample-id", required=True)
+    sample.add_argument("--part", help="simulated bench only: the virtual part, CATEGORY:SEED[:DEFECT]")
+    sample.add_argument("--notes", default="")
+    group = sample.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue an interrupted capture of this sample")
+    group.add_argument("--discard", action="store_true", help="delete an interrupted capture and start over")
+    sample.set_defaults(handler=_sample)
+
+    batch = csub.add_parser(
+        "batch", help="capture every sample of a plan (CSV), resumable",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Capture the samples listed in PLAN (CSV with a header: category,sample_id and optionally "
+        "part,operator,notes). Samples already captured are skipped and interrupted ones resumed, so the same "
+        "command continues a batch after any interruption. The batch stops at the first failing sample.",
+        epilog="example plan.csv:\n  category,sample_id,part\n  nut,001,nut:1\n  nut,002,nut:2:crack")
+    batch.add_argument("--plan", type=Path, required=True)
+    _add_session_options(batch)
+    batch.set_defaults(handler=_batch)
     capture.set_defaults(handler=lambda args: capture.print_help() or 2)
+
+
+def _add_session_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="capture root folder")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--bench", type=Path, help="JSON file naming the real devices (see acquisition/bench.py)")
+    where.add_argument("--sim", type=Path, metavar="STATE", help="the simulated bench of 'mulsen sim devices'")
+    parser.add_argument("--operator", default="", help="who captures (default: the login name)")
+    parser.add_argument("--frequency", type=float, default=0.1, help="lock-in frequency in Hz (default 0.1)")
+    parser.add_argument("--periods", type=int, default=6, help="integrated lock-in periods (default 6)")
+    parser.add_argument("--settle", type=int, default=1, help="discarded first periods (default 1)")
+    parser.add_argument("--fps", type=float, default=25.0, help="IR frame rate (default 25)")
+    parser.add_argument("--arm-speed", type=float, default=0.1, help="arm speed in m/s (default 0.1)")
+    parser.add_argument("--scan-timeout", type=float, default=900.0, help="seconds to wait for both scans")
+    parser.add_argument("--save-raw", action="store_true", help="keep the raw IR frames")
+
+
+def _session(args: argparse.Namespace):
+    from .session import CaptureSession, SessionConfig
+    from .thermography import LockInSettings
+
+    config = SessionConfig(lockin=LockInSettings(frequency_hz=args.frequency, periods=args.periods,
+                                                 settle_periods=args.settle, frame_rate_hz=args.fps),
+                           arm_speed_m_s=args.arm_speed, scan_timeout_s=args.scan_timeout, save_raw_ir=args.save_raw)
+    if args.sim:
+        from hardware_mocks.devices import SimBench
+        from hardware_mocks.sim_bench import SimulatedBench
+
+        bench = SimulatedBench(SimBench.load(args.sim))
+        config.scan_settle_s = 0.3
+    else:
+        from .bench import RealBench
+
+        bench = RealBench.load(args.bench)
+    return CaptureSession(args.out, bench, config, announce=lambda text: print(text, flush=True))
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from .session import SampleRequest
+
+    request = SampleRequest(args.category, args.sample_id, args.operator, args.notes, args.part)
+    with terminate_as_interrupt():
+        folder = _session(args).capture(request, resume=args.resume, discard=args.discard)
+    print(f"captured {folder}")
+    return 0
+
+
+def read_plan(path: Path) -> list:
+    import csv
+
+    from .session import SampleRequest
+
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as exc:
+        raise MulsenError(f"{path}: cannot read the plan ({exc.strerror})") from None
+    if not rows or not {"category", "sample_id"} <= set(rows[0]):
+        raise MulsenError(f"{path}: the plan needs a header with at least 'category,sample_id'")
+    requests, seen = [], set()
+    for number, row in enumerate(rows, 2):
+        key = (row["category"].strip(), row["sample_id"].strip())
+        if key in seen:
+            raise MulsenError(f"{path}: line {number}: {key[0]}/{key[1]} is planned twice")
+        seen.add(key)
+        requests.append(SampleRequest(*key, (row.get("operator") or "").strip(), (row.get("notes") or "").strip(),
+                                      (row.get("part") or "").strip() or None))
+    return requests
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from mulsen.progress import progress
+
+    requests = read_plan(args.plan)
+    session = _session(args)
+    done = skipped = 0
+    with terminate_as_interrupt():
+        for request in progress(requests, len(requests), "samples"):
+            if session.final_folder(request).exists():
+                skipped += 1
+                continue
+            if args.operator and not request.operator:
+                request = dataclasses.replace(request, operator=args.operator)
+            session.capture(request, resume=session.partial_folder(request).exists())
+            done += 1
+    print(f"batch {args.plan}: {done} captured, {skipped} already present, {len(requests)} planned")
+    return 0
 
 
 @contextlib.contextmanager

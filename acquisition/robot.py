@@ -13,6 +13,7 @@ import contextlib
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -25,6 +26,8 @@ from .ur_kinematics import forward_kinematics, matrix_to_pose, pose_distance
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# urx 0.11 (2018) calls Condition.notifyAll ten times a second from its monitor thread: harmless noise
+warnings.filterwarnings("ignore", message=r"notifyAll\(\) is deprecated", category=DeprecationWarning)
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,15 @@ class URArm:
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         if self._robot is None:
             raise DeviceError(self.name, "not connected")
-        return call_with_deadline(fn, self.limits.call_timeout_s, self.name, what)
+        import urx
+
+        def guarded() -> T:
+            try:
+                return fn()
+            except urx.ursecmon.TimeoutException:
+                raise DeviceError(self.name, f"controller stopped streaming its state while {what}") from None
+
+        return call_with_deadline(guarded, self.limits.call_timeout_s, self.name, what)
 
     def _fresh(self) -> None:
         age = time.time() - self._robot.secmon.lastpacket_timestamp

@@ -137,9 +137,9 @@ class CaptureSession:
                     continue
                 self._clean(partial, step)
                 started = time.time()
-                self.announce(f"{request.category}/{request.sample_id}: step {step} "
-                              f"({STEPS.index(step) + 1}/{len(STEPS)})")
                 try:
+                    self.announce(f"{request.category}/{request.sample_id}: step {step} "
+                                  f"({STEPS.index(step) + 1}/{len(STEPS)})")
                     record = self._run_step(step, request, devices, partial, progress)
                 except BaseException as exc:
                     devices.arm.stop()

@@ -37,11 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     ds.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     ds.set_defaults(handler=_dataset)
     dev = ssub.add_parser(
-        "devices", help="run the device simulators (heater on a pty, GenTL cameras) for manual use",
-        description="Start the device simulators and keep them running until Ctrl-C. They write a state file "
-        "(STATE/devices.json) naming the heater's serial port, the shared simulated clock and the virtual part "
-        "on the bench; pass it to capture commands with --sim STATE. Cameras go through the real GenTL "
-        "simulator producer (TLSimu.cti from genicam 1.5.0) when a capture command opens them.",
+        "devices", help="run the device simulators (heater, cameras, UR5, scanner) for manual use",
+        description="Start the device simulators and keep them running until Ctrl-C: the heater controller on a "
+        "pseudo-terminal, the UR5 controller on 127.0.0.N:30002, the laser scanner writing exports to a folder. "
+        "They write a state file (STATE/devices.json) naming the serial port, robot address, export folder, the "
+        "shared simulated clock and the virtual part on the bench; pass it to capture commands with --sim STATE. "
+        "Cameras go through the real GenTL simulator producer (TLSimu.cti from genicam 1.5.0).",
         epilog="example: mulsen sim devices --state sim-bench --part nut:3:crack --time-scale 20 &\n"
         "         mulsen capture ir captures/ir-001 --sim sim-bench --frequency 0.5 --periods 4",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -50,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     dev.add_argument("--time-scale", type=float, default=10.0,
                      help="simulated seconds per real second (heating minutes take seconds; default 10)")
     dev.add_argument("--size", choices=["small", "full"], default="full", help="camera image size")
+    dev.add_argument("--scan-format", default="stl", help="scanner export format: stl, stl_ascii, ply, ply_ascii, "
+                     "obj, xyz, csv (default stl)")
     dev.add_argument("--heater-watchdog", type=float, default=10.0,
                      help="the heater switches off after this many silent (simulated) seconds")
     dev.set_defaults(handler=_devices)
@@ -83,11 +86,13 @@ def _devices(args: argparse.Namespace) -> int:
     from .sim_cameras import BenchPart
 
     part = BenchPart.parse(args.part)
-    with running_simulators(args.state, part, args.time_scale, args.size,
+    with running_simulators(args.state, part, args.time_scale, args.size, scan_format=args.scan_format,
                             heater_args=["--watchdog", repr(args.heater_watchdog)]) as (bench, processes):
         print(f"state file: {bench.state_dir / 'devices.json'}")
         print(f"heater:     {bench.heater_port} (serial, 115200 8N1; edge log {bench.heater_edge_log})")
         print(f"cameras:    GenTL simulator (TLSimu.cti), virtual part {part}, time scale {bench.time_scale}x")
+        print(f"robot:      UR5 secondary interface on {bench.robot_host}:30002 (urx.URRobot)")
+        print(f"scanner:    exports to {bench.scan_export_dir} ({bench.scan_format})")
         print("running; press Ctrl-C to stop", flush=True)
         try:
             while all(p.alive() for p in processes.values()):

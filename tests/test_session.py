@@ -1,0 +1,183 @@
+"""The capture session through the real drivers against all simulators: content, faults, resume, batch."""
+
+import errno
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from acquisition.heater import open_heater
+from acquisition.session import CaptureSession, SampleRequest, SessionConfig
+from acquisition.thermography import LockInSettings
+from hardware_mocks.devices import running_simulators
+from hardware_mocks.heater_sim import read_edge_log
+from hardware_mocks.scanner_sim import scan_pair
+from hardware_mocks.sim_bench import SimulatedBench
+from hardware_mocks.sim_cameras import BenchPart
+from mulsen.errors import DeviceError, MulsenError
+
+pytest.importorskip("urx")
+pytest.importorskip("harvesters")
+
+PART = BenchPart("nut", 3, "hole")
+CONFIG = SessionConfig(lockin=LockInSettings(frequency_hz=0.5, periods=4, settle_periods=1, frame_rate_hz=10),
+                       scan_settle_s=0.3, scan_timeout_s=20)
+
+
+@pytest.fixture
+def bench(tmp_path: Path):
+    with running_simulators(tmp_path / "bench", PART, time_scale=20.0, image_size="small") as (state, processes):
+        yield state, processes
+
+
+def _session(tmp_path, state, announce=None, **config):
+    cfg = SessionConfig(**{**CONFIG.__dict__, **config})
+    return CaptureSession(tmp_path / "captures", SimulatedBench(state), cfg, show_progress=False,
+                          announce=announce)
+
+
+def _heater_is_off(state) -> bool:
+    with open_heater(state.heater_port, state.clock()) as heater:
+        return not heater.is_on() and read_edge_log(state.heater_edge_log)[-1]["on"] is False
+
+
+def _triangles(vertices, faces):
+    return np.sort(vertices[faces].reshape(-1, 9), axis=0)
+
+
+def test_a_simulated_capture_records_the_virtual_part(tmp_path: Path, bench):
+    from acquisition.scans import read_scan
+    from dataset.formats import read_rgb
+    from hardware_mocks.world.render_rgb import render_rgb
+    from hardware_mocks.world.scene import camera_for
+    from hardware_mocks.world.thermal import thermal_maps
+
+    state, _ = bench
+    folder = _session(tmp_path, state).capture(SampleRequest("nut", "001", operator="tester", part=str(PART)))
+    assert folder == tmp_path / "captures" / "nut" / "001"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "capture.json", "infrared.png", "ir_amplitude.tiff", "ir_lockin.json", "ir_phase.tiff", "rgb.json",
+        "rgb.png", "scan_a.stl", "scan_b.stl"]
+    assert not (tmp_path / "captures" / ".partial").exists()
+    record = json.loads((folder / "capture.json").read_text())
+    assert record["request"]["part"] == "nut:3:hole" and record["operator"] == "tester"
+    assert record["devices"]["simulated_part"] == "nut:3:hole"
+    assert record["devices"]["heater"].startswith("SIMLAB,HEATER")
+    assert record["steps"]["ir"]["heater_off_confirmed"] and record["failures"] == []
+
+    scene = PART.scene()
+    # the arm went above the part found in the IR image, within a millimetre of where it really lies
+    located = np.array(record["steps"]["arm"]["part_bench_xy_mm"])
+    assert np.linalg.norm(located - scene.part.pose_xy_mm) < 1.0
+    # IR amplitude = the physics of this part (with its hole)
+    import tifffile
+
+    maps = thermal_maps(scene, camera_for("ir", "small"))
+    amplitude = tifffile.imread(folder / "ir_amplitude.tiff")
+    on = maps.amplitude > 1.0
+    assert np.median(np.abs(amplitude[on] - maps.amplitude[on]) / maps.amplitude[on]) < 0.02
+    # RGB = this part seen from where the arm stopped
+    reached_xy = state_xy = SimulatedBench(state).geometry.bench_xy_under(record["steps"]["arm"]["reached_pose"])
+    assert np.allclose(reached_xy, located, atol=0.01) and state_xy
+    reference, _ = render_rgb(scene, camera_for("rgb", "small", reached_xy), np.random.default_rng(1))
+    assert np.median(np.abs(read_rgb(folder / "rgb.png").astype(int) - reference.astype(int))) <= 4
+    # both scans = the scanner's two passes over this part, upright then flipped
+    expected_a, expected_b = scan_pair(PART, "small")
+    for name, expected in (("scan_a.stl", expected_a), ("scan_b.stl", expected_b)):
+        scan = read_scan(folder / name)
+        np.testing.assert_allclose(_triangles(scan.vertices, scan.faces),
+                                   _triangles(expected.vertices, expected.faces), atol=2e-4)
+    assert _heater_is_off(state)
+    script = [json.loads(x)["line"] for x in (state.state_dir / "robot_script.jsonl").read_text().splitlines()]
+    assert [line.split("(")[0] for line in script] == ["movel"]
+
+
+def test_a_captured_sample_is_never_overwritten(tmp_path: Path, bench):
+    state, _ = bench
+    (tmp_path / "captures" / "nut" / "002").mkdir(parents=True)
+    with pytest.raises(MulsenError, match="already captured"):
+        _session(tmp_path, state).capture(SampleRequest("nut", "002"))
+
+
+def _fault_at(step, action):
+    def announce(text):
+        if text.endswith(f"step {step} ({['ir', 'arm', 'rgb', 'scans'].index(step) + 1}/4)"):
+            action()
+    return announce
+
+
+def test_controller_hangup_at_the_arm_step_then_resume(tmp_path: Path, bench):
+    state, processes = bench
+    request = SampleRequest("nut", "003", part=str(PART))
+    hang_up = _fault_at("arm", lambda: os.kill(processes["robot"].process.pid, signal.SIGUSR2))
+    with pytest.raises(DeviceError, match=r"robot 127.0.0"):
+        _session(tmp_path, state, hang_up).capture(request)
+    final, partial = tmp_path / "captures/nut/003", tmp_path / "captures/.partial/nut/003"
+    assert not final.exists() and (partial / "ir_amplitude.tiff").exists()
+    progress = json.loads((partial / "progress.json").read_text())
+    assert list(progress["steps"]) == ["ir"] and progress["failures"][0]["step"] == "arm"
+    assert _heater_is_off(state)
+    edges_before = len(read_edge_log(state.heater_edge_log))
+    with pytest.raises(MulsenError, match=r"interrupted capture .*steps done: ir\).*--resume"):
+        _session(tmp_path, state).capture(request)
+    folder = _session(tmp_path, state).capture(request, resume=True)
+    record = json.loads((folder / "capture.json").read_text())
+    assert len(record["resumed"]) == 1 and record["failures"][0]["step"] == "arm"
+    assert len(read_edge_log(state.heater_edge_log)) == edges_before  # the IR step was not heated twice
+
+
+def test_ctrl_c_and_disk_full_leave_no_sample_and_the_heater_off(tmp_path: Path, bench, monkeypatch):
+    state, _ = bench
+
+    def ctrl_c():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _session(tmp_path, state, _fault_at("rgb", ctrl_c)).capture(SampleRequest("nut", "004"))
+    assert not (tmp_path / "captures/nut/004").exists() and _heater_is_off(state)
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("acquisition.steps.write_rgb", full)
+    with pytest.raises(MulsenError, match="writing the rgb step failed: No space left on device"):
+        _session(tmp_path, state).capture(SampleRequest("nut", "005"))
+    assert not (tmp_path / "captures/nut/005").exists() and _heater_is_off(state)
+    discarded = _session(tmp_path, state)
+    monkeypatch.undo()
+    discarded.capture(SampleRequest("nut", "005"), discard=True)
+    assert (tmp_path / "captures/nut/005/capture.json").exists()
+
+
+def test_a_dead_scanner_times_out_and_a_dead_heater_is_reported(tmp_path: Path, bench):
+    state, processes = bench
+    with pytest.raises(MulsenError, match="0 of 2 scans appeared within 1 s"):
+        _session(tmp_path, state, _fault_at("scans", processes["scanner"].kill), scan_timeout_s=1.0).capture(
+            SampleRequest("nut", "006"))
+    assert not (tmp_path / "captures/nut/006").exists()
+    with pytest.raises(DeviceError, match="heater"):
+        _session(tmp_path, state, _fault_at("ir", processes["heater"].kill)).capture(SampleRequest("nut", "007"))
+    assert not (tmp_path / "captures/nut/007").exists()
+
+
+def test_batch_command_captures_a_plan_and_resumes(tmp_path: Path, bench, capsys):
+    from mulsen.cli import main
+
+    state, _ = bench
+    plan = tmp_path / "plan.csv"
+    plan.write_text("category,sample_id,part\nnut,101,nut:5\ncapsule,102,capsule:6:crack\n")
+    args = ["capture", "batch", "--plan", str(plan), "--out", str(tmp_path / "captures"), "--sim", str(state.state_dir),
+            "--frequency", "0.5", "--periods", "3", "--fps", "10", "--scan-timeout", "20"]
+    os.environ["MULSEN_NO_PROGRESS"] = "1"
+    assert main(args) == 0
+    assert "2 captured, 0 already present" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "0 captured, 2 already present" in capsys.readouterr().out
+    record = json.loads((tmp_path / "captures/capsule/102/capture.json").read_text())
+    assert record["devices"]["simulated_part"] == "capsule:6:crack"
+    plan.write_text("category,sample_id\nnut,1\nnut,1\n")
+    assert main(args) == 2
+    assert "planned twice" in capsys.readouterr().err
