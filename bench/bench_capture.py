@@ -42,7 +42,7 @@ def capture_timings(size: str) -> dict[str, float]:
 
 
 def import_speed() -> dict[str, float]:
-    scan, _ = scan_pair(BenchPart("capsule", 2), "full")
+    scan = scan_pair(BenchPart("capsule", 2), "full")[0]
     speeds = {}
     with tempfile.TemporaryDirectory() as tmp:
         for fmt in WRITE_FORMATS:

@@ -24,18 +24,25 @@ from acquisition.scans import write_scan
 
 from .sim_cameras import BenchPart
 from .world.generate import TOP_VERTICES
-from .world.scanner import grid_spacing_for, part_mesh, partial_scan
+from .world.scanner import flip_transform, grid_spacing_for, part_mesh, partial_scan
 
 EXTENSIONS = {"stl": ".stl", "stl_ascii": ".stl", "ply": ".ply", "ply_ascii": ".ply", "obj": ".obj", "xyz": ".xyz",
               "csv": ".csv"}
 
 
-def scan_pair(part: BenchPart, size: str, seed: int = 0):
-    """The two partial scans (upright, flipped) of ``part`` as meshes in scanner millimetres."""
+def scan_pair(part: BenchPart, size: str, seed: int = 0, placement: tuple[float, float, float] | None = None):
+    """The two partial scans (upright; flipped and put back down by the operator) of ``part``, in scanner mm,
+    and the exact transform taking scan B onto scan A."""
     scene = part.scene()
-    mesh = part_mesh(scene, grid_spacing_for(scene, TOP_VERTICES[size]))
+    spacing = grid_spacing_for(scene, TOP_VERTICES[size])
+    height = float(part_mesh(scene, spacing).vertices[:, 2].max())
+    mesh = part_mesh(scene, spacing, wall_rows=max(1, int(np.ceil(height / spacing))))
     rng = np.random.default_rng([part.seed, seed])
-    return partial_scan(scene, mesh, rng, flipped=False), partial_scan(scene, mesh, rng, flipped=True)
+    if placement is None:  # where the operator puts the turned part back: within 5 mm, any yaw
+        placement = (rng.uniform(-5, 5), rng.uniform(-5, 5), rng.uniform(-np.pi, np.pi))
+    scan_a = partial_scan(scene, mesh, rng, flipped=False)
+    scan_b = partial_scan(scene, mesh, rng, flipped=True, placement=placement)
+    return scan_a, scan_b, flip_transform(scene, float(mesh.vertices[:, 2].max()), placement)
 
 
 def export(mesh, path: Path, fmt: str, write_s: float, mode: str) -> None:
@@ -75,7 +82,7 @@ def serve(requests: Path, exports: Path, log: Path | None) -> None:
         request = json.loads(request_path.read_text())
         request_path.unlink()
         part = BenchPart.parse(request["part"])
-        scan_a, scan_b = scan_pair(part, request.get("size", "small"), request.get("seed", 0))
+        scan_a, scan_b, truth = scan_pair(part, request.get("size", "small"), request.get("seed", 0))
         fmt = request.get("format", "stl")
         time.sleep(request.get("delay_s", 0.2))
         for label, mesh in (("A", scan_a), ("B", scan_b)):
@@ -85,7 +92,8 @@ def serve(requests: Path, exports: Path, log: Path | None) -> None:
             if log:
                 with open(log, "a") as handle:
                     handle.write(json.dumps({"request": request.get("id"), "scan": label, "file": path.name,
-                                             "part": str(part), "points": len(mesh.vertices)}) + "\n")
+                                             "part": str(part), "points": len(mesh.vertices),
+                                             "b_to_a": truth.tolist()}) + "\n")
             if label == "A":
                 time.sleep(request.get("flip_s", 0.3))  # the operator turns the part over
 

@@ -85,7 +85,7 @@ def test_a_simulated_capture_records_the_virtual_part(tmp_path: Path, bench):
     reference, _ = render_rgb(scene, camera_for("rgb", "small", reached_xy), np.random.default_rng(1))
     assert np.median(np.abs(read_rgb(folder / "rgb.png").astype(int) - reference.astype(int))) <= 4
     # both scans = the scanner's two passes over this part, upright then flipped
-    expected_a, expected_b = scan_pair(PART, "small")
+    expected_a, expected_b, _ = scan_pair(PART, "small")
     for name, expected in (("scan_a.stl", expected_a), ("scan_b.stl", expected_b)):
         scan = read_scan(folder / name)
         np.testing.assert_allclose(_triangles(scan.vertices, scan.faces),

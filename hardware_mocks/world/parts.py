@@ -53,6 +53,12 @@ PART_SPECS: dict[str, PartSpec] = {
                                  RUBBER),
 }
 CATEGORIES: tuple[str, ...] = tuple(PART_SPECS)
+# Not a MulSen-AD category: an asymmetric L-shaped block with a sloped top and a boss, whose pose is
+# unambiguous, for checking dual-scan alignment against an exact transform.
+REFERENCE_SPECS: dict[str, PartSpec] = {
+    "alignment_block": PartSpec("alignment_block", "lblock", (24.0, 12.0, 5.0), ((0.6, 0.6, 0.6),), "plain",
+                                PLASTIC),
+}
 
 
 @dataclass
@@ -83,7 +89,8 @@ class PartInstance:
         s = self.spec.size_mm
         k = float(self.scale[:2].max())
         return k * {"hexnut": s[0] / np.sqrt(3), "capsule": s[0] / 2, "disc": s[0], "plate": np.hypot(*s[:2]) / 2,
-                    "box": np.hypot(*s[:2]) / 2, "cylinder": np.hypot(s[0] / 2, s[1])}[self.spec.shape]
+                    "box": np.hypot(*s[:2]) / 2, "cylinder": np.hypot(s[0] / 2, s[1]),
+                    "lblock": np.hypot(s[0] / 2, s[0] / 2 + s[1] / 2)}[self.spec.shape]
 
     def _local(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return x / self.scale[0], y / self.scale[1]
@@ -109,6 +116,10 @@ class PartInstance:
             return (np.abs(u) <= s[0] / 2) & (np.abs(v) <= s[1] / 2)
         if shape == "cylinder":
             return (np.abs(u) <= s[0] / 2) & (np.abs(v) <= s[1])
+        if shape == "lblock":
+            bar = (np.abs(u) <= s[0] / 2) & (np.abs(v) <= s[1] / 2)
+            leg = (u >= s[0] / 2 - s[1] * 0.75) & (u <= s[0] / 2) & (v >= 0) & (v <= s[0] / 2 + s[1] / 2)
+            return bar | leg
         raise ValueError(shape)
 
     def base_height(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -136,6 +147,13 @@ class PartInstance:
         elif shape == "cylinder":
             r = s[1]
             h = r + np.sqrt(np.clip(r * r - v * v, 0, None))
+        elif shape == "lblock":
+            boss = 2.0 * np.clip(1 - np.hypot(u + s[0] / 4, v) / 3.0, 0, None)
+            bar = np.minimum(s[0] / 2 - np.abs(u), s[1] / 2 - np.abs(v))
+            leg_cu, leg_cv = s[0] / 2 - s[1] * 0.375, (s[0] / 2 + s[1] / 2) / 2
+            leg = np.minimum(s[1] * 0.375 - np.abs(u - leg_cu), (s[0] / 2 + s[1] / 2) / 2 - np.abs(v - leg_cv))
+            bevel = np.clip(1.0 - np.maximum(bar, leg), 0, None)  # 45° chamfer, 1 mm wide, round the rim
+            h = s[2] + 0.12 * (u + s[0] / 2) + 0.05 * v + boss - bevel
         else:
             raise ValueError(shape)
         return np.where(self.inside(x, y), np.clip(h, 0, None) * kz, 0.0)
@@ -182,7 +200,7 @@ class PartInstance:
 def sample_part(category: str, rng: np.random.Generator, pose_jitter_mm: float = 1.5,
                 yaw_jitter_deg: float = 8.0) -> PartInstance:
     """A normal instance of a category: ±2% shape tolerance, colour/texture/lighting variation, bench pose."""
-    spec = PART_SPECS[category]
+    spec = PART_SPECS[category] if category in PART_SPECS else REFERENCE_SPECS[category]
     return PartInstance(
         spec=spec,
         scale=1 + rng.uniform(-0.02, 0.02, 3),

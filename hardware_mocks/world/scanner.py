@@ -7,6 +7,7 @@ looks down from about 2 m), like the MulSen-AD STL files.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,8 +40,12 @@ def grid_spacing_for(scene: Scene, target_top_vertices: int) -> float:
     return float(np.sqrt(area / target_top_vertices))
 
 
-def part_mesh(scene: Scene, spacing_mm: float) -> PartMesh:
-    """Closed surface mesh of the part (with geometric defects) on a regular grid."""
+def part_mesh(scene: Scene, spacing_mm: float, wall_rows: int = 1) -> PartMesh:
+    """Closed surface mesh of the part (with geometric defects) on a regular grid.
+
+    ``wall_rows`` > 1 samples the side walls with that many rows of faces (a scanner sees walls as
+    densely as the rest; the dataset generator keeps the single-row walls of the published meshes).
+    """
     r = scene.part.half_extent_mm + spacing_mm
     axis = np.arange(-r, r + spacing_mm, spacing_mm)
     uu, vv = np.meshgrid(axis, axis)
@@ -69,8 +74,19 @@ def part_mesh(scene: Scene, spacing_mm: float) -> PartMesh:
     _, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
     boundary = edges[counts[inverse.ravel()] == 1]
     p, q = boundary[:, 0], boundary[:, 1]
-    walls = np.concatenate([np.stack([q, p, p + n_top], 1), np.stack([q, p + n_top, q + n_top], 1)])
-    vertices = np.concatenate([top, bottom])
+    ring = np.unique(boundary)
+    # rows of wall vertices between each top-ring vertex (row 0) and the bottom vertex below it (last row)
+    levels = [np.arange(len(top))]
+    extra = []
+    for k in range(1, wall_rows):
+        at = np.full(len(top), -1, np.int64)
+        at[ring] = n_top * 2 + (k - 1) * len(ring) + np.arange(len(ring))
+        levels.append(at)
+        extra.append(top[ring] * [1.0, 1.0, 1.0 - k / wall_rows])
+    levels.append(np.arange(len(top)) + n_top)
+    walls = np.concatenate([np.concatenate([np.stack([hi[q], hi[p], lo[p]], 1), np.stack([hi[q], lo[p], lo[q]], 1)])
+                            for hi, lo in itertools.pairwise(levels)])
+    vertices = np.concatenate([top, bottom, *extra])
     faces = np.concatenate([top_faces, bottom_faces, walls])
     is_top = np.zeros(len(vertices), bool)
     is_top[:n_top] = True
@@ -79,15 +95,38 @@ def part_mesh(scene: Scene, spacing_mm: float) -> PartMesh:
     return PartMesh(vertices, faces, is_top, region)
 
 
-def to_scanner_frame(scene: Scene, points_part: np.ndarray, flipped: bool = False) -> np.ndarray:
-    """Part frame -> bench frame (pose; optionally flipped upside down) -> scanner frame."""
+def to_scanner_frame(scene: Scene, points_part: np.ndarray, flipped: bool = False, height_mm: float | None = None,
+                     placement: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> np.ndarray:
+    """Part frame -> bench frame (pose; optionally flipped upside down) -> scanner frame.
+
+    ``flipped``: turned over about the part's x axis, resting on what was its top (``height_mm``, by
+    default the points' highest z). ``placement`` (dx mm, dy mm, dyaw rad) is where the operator put the
+    part back down relative to its first pose.
+    """
     pts = np.asarray(points_part, float).copy()
-    if flipped:  # turned over about the part's x axis, resting on what was its top
+    if flipped:
+        top = pts[:, 2].max() if height_mm is None else height_mm
         pts[:, 1] = -pts[:, 1]
-        pts[:, 2] = pts[:, 2].max() - pts[:, 2]
+        pts[:, 2] = top - pts[:, 2]
     x, y = scene.part_to_world(pts[:, 0], pts[:, 1])
+    dx, dy, dyaw = placement
+    if dx or dy or dyaw:
+        cx, cy = scene.part.pose_xy_mm
+        c, s = np.cos(dyaw), np.sin(dyaw)
+        x, y = c * (x - cx) - s * (y - cy) + cx + dx, s * (x - cx) + c * (y - cy) + cy + dy
     bench = np.stack([x, y, pts[:, 2]], axis=1)
     return bench @ SCANNER_ROTATION.T + SCANNER_OFFSET_MM
+
+
+def flip_transform(scene: Scene, height_mm: float, placement: tuple[float, float, float] = (0.0, 0.0, 0.0)
+                   ) -> np.ndarray:
+    """The exact 4x4 transform taking scan B (flipped, re-placed) coordinates onto scan A's."""
+    from dataset.align import rigid_from_pairs
+
+    probe = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 0, 10], [5, -7, 3]], float)
+    upright = to_scanner_frame(scene, probe)
+    flipped = to_scanner_frame(scene, probe, flipped=True, height_mm=height_mm, placement=placement)
+    return rigid_from_pairs(flipped, upright)
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -108,11 +147,14 @@ def scan_mesh(scene: Scene, mesh: PartMesh, rng: np.random.Generator, noise_mm: 
 
 
 def partial_scan(scene: Scene, mesh: PartMesh, rng: np.random.Generator, flipped: bool = False,
-                 cone_cos: float = -0.2, noise_mm: float = SCAN_NOISE_MM) -> Mesh:
+                 cone_cos: float = -0.6, noise_mm: float = SCAN_NOISE_MM,
+                 placement: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Mesh:
     """What one hand-held pass sees: faces whose normal points within the scanner's cone of views.
 
-    Scan A (part upright) sees the top and the walls; scan B (part flipped) sees the bottom and
-    the walls, so the two overlap only on the walls, as in the real dual-scan procedure.
+    A hand-held scanner swept around the part sees every face except those turned towards the bench
+    (normal more than ~127° from the view). Scan A (part upright) sees the top, rims and walls; scan B
+    (part flipped, then put back at ``placement``) the bottom, rims and walls: they overlap on the walls
+    and rims only, as in the real dual-scan procedure. The flip pivots on the mesh's full height, so ``flip_transform`` is exact.
     """
     tri = mesh.vertices[mesh.faces]
     face_normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
@@ -124,4 +166,5 @@ def partial_scan(scene: Scene, mesh: PartMesh, rng: np.random.Generator, flipped
     remap = -np.ones(len(mesh.vertices), np.int64)
     remap[used] = np.arange(len(used))
     noisy = mesh.vertices[used] + normals[used] * rng.normal(0, noise_mm, (len(used), 1))
-    return Mesh(to_scanner_frame(scene, noisy, flipped), remap[faces])
+    height = float(mesh.vertices[:, 2].max())
+    return Mesh(to_scanner_frame(scene, noisy, flipped, height, placement), remap[faces])

@@ -1,0 +1,348 @@
+"""Dual-scan alignment: the part is scanned upright (A), turned over, and scanned again (B).
+
+Scan B is brought onto scan A by point-to-plane ICP (open3d) over shrinking correspondence
+distances, started from the flip prior: the part was turned over on the bench, which is a 180°
+rotation about *some* horizontal axis (a different placement yaw only changes which axis), so a
+fan of such axes is tried and the best converged candidate wins. Global FPFH + RANSAC is only a
+fallback, because it locks onto symmetric wrong solutions when the overlap is thin. Every result
+must pass the quality gates (overlap fitness, inlier RMSE) or nothing is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mulsen.errors import MulsenError
+
+from .records import Mesh
+
+COARSE_POINTS = 20000
+FINE_POINTS = 20000
+
+
+class AlignmentError(MulsenError):
+    """The scans could not be aligned within the quality gates."""
+
+
+@dataclass(frozen=True)
+class AlignmentGates:
+    min_fitness: float = 0.03  # fraction of B points with an A partner: the overlap is the walls only
+    max_rmse_spacing: float = 0.5  # point-to-plane RMSE of the pairs, in units of the median point spacing
+    min_overlap_points: int = 50
+
+
+@dataclass
+class AlignmentResult:
+    transform: np.ndarray  # 4x4, scan B coordinates -> scan A coordinates
+    fitness: float
+    rmse: float  # same length unit as the scans (mm)
+    overlap_ratio: float
+    spacing: float
+    method: str
+    candidates: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"transform": np.round(self.transform, 9).tolist(), "fitness": round(self.fitness, 5),
+                "inlier_rmse_mm": round(self.rmse, 6), "overlap_ratio": round(self.overlap_ratio, 5),
+                "point_spacing_mm": round(self.spacing, 5), "method": self.method, "candidates": self.candidates}
+
+
+def rigid_from_pairs(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares rigid transform (Kabsch) mapping ``source`` points onto ``target`` (>= 3 pairs)."""
+    source, target = np.asarray(source, float), np.asarray(target, float)
+    if len(source) < 3 or source.shape != target.shape:
+        raise AlignmentError("need at least three point pairs of the same length")
+    cs, ct = source.mean(0), target.mean(0)
+    if np.linalg.matrix_rank(source - cs, tol=1e-9) < 2:
+        raise AlignmentError("the point pairs are collinear: pick three points that span a triangle")
+    u, _, vt = np.linalg.svd((source - cs).T @ (target - ct))
+    d = np.sign(np.linalg.det(vt.T @ u.T))
+    rotation = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    transform = np.eye(4)
+    transform[:3, :3] = rotation
+    transform[:3, 3] = ct - rotation @ cs
+    return transform
+
+
+def apply_transform(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return np.asarray(points, float) @ transform[:3, :3].T + transform[:3, 3]
+
+
+def transform_error(estimate: np.ndarray, truth: np.ndarray, at: np.ndarray) -> tuple[float, float]:
+    """(rotation error in degrees, displacement error at the point ``at``) between two 4x4 transforms.
+
+    The displacement is measured at the part (e.g. the centroid of the moved scan): scanner frames sit
+    metres from their origin, where a tiny rotation error shows up as a large translation component.
+    """
+    delta = np.linalg.inv(truth) @ estimate
+    angle = np.degrees(np.arccos(np.clip((np.trace(delta[:3, :3]) - 1) / 2, -1, 1)))
+    at = np.asarray(at, float)
+    return float(angle), float(np.linalg.norm(apply_transform(estimate, at) - apply_transform(truth, at)))
+
+
+def _cloud(points: np.ndarray, normals: np.ndarray | None = None):
+    import open3d as o3d
+
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, float)))
+    if normals is not None:
+        cloud.normals = o3d.utility.Vector3dVector(np.asarray(normals, float))
+    return cloud
+
+
+def mesh_normals(mesh: Mesh) -> np.ndarray:
+    """Area-weighted vertex normals of a triangle mesh (outward for consistently wound scans)."""
+    tri = mesh.vertices[mesh.faces]
+    face = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normals = np.zeros_like(mesh.vertices)
+    for k in range(3):
+        np.add.at(normals, mesh.faces[:, k], face)
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    return normals / np.where(length > 0, length, 1)
+
+
+def median_spacing(points: np.ndarray) -> float:
+    from scipy.spatial import cKDTree
+
+    sample = points[:: max(1, len(points) // 5000)]
+    distances, _ = cKDTree(points).query(sample, k=2)
+    return float(np.median(distances[:, 1]))
+
+
+def viewing_direction(normals: np.ndarray) -> np.ndarray:
+    """The direction a partial scan was seen from: its mean normal (walls cancel, the face seen dominates)."""
+    mean = normals.mean(axis=0)
+    norm = np.linalg.norm(mean)
+    if norm < 1e-6:
+        raise AlignmentError("cannot tell the scan's up direction (normals cancel out); give an initial transform")
+    return mean / norm
+
+
+def flip_candidates(a_points: np.ndarray, b_points: np.ndarray, up: np.ndarray, steps: int = 24
+                    ) -> list[tuple[str, np.ndarray]]:
+    """Initial transforms for B: a half turn about horizontal axes every 180/steps degrees, bbox centres matched."""
+    helper = np.array([1.0, 0, 0]) if abs(up[0]) < 0.9 else np.array([0, 1.0, 0])
+    e1 = np.cross(up, helper)
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(up, e1)
+    centre_a = 0.5 * (a_points.min(0) + a_points.max(0))
+    centre_b = 0.5 * (b_points.min(0) + b_points.max(0))
+    out = []
+    for k in range(steps):
+        theta = np.pi * k / steps
+        axis = np.cos(theta) * e1 + np.sin(theta) * e2
+        rotation = 2 * np.outer(axis, axis) - np.eye(3)  # half turn about ``axis``
+        transform = np.eye(4)
+        transform[:3, :3] = rotation
+        transform[:3, 3] = centre_a - rotation @ centre_b
+        out.append((f"flip about {np.degrees(theta):.1f} deg", transform))
+    return out
+
+
+def _rotation(w: np.ndarray) -> np.ndarray:
+    """Rotation matrix of the rotation vector ``w`` (Rodrigues)."""
+    angle = float(np.linalg.norm(w))
+    if angle < 1e-15:
+        return np.eye(3)
+    k = w / angle
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * kx @ kx
+
+
+@dataclass
+class _Target:
+    """Scan A prepared for nearest-neighbour queries."""
+
+    points: np.ndarray
+    normals: np.ndarray
+    tree: object
+
+    @classmethod
+    def of(cls, points: np.ndarray, normals: np.ndarray) -> _Target:
+        from scipy.spatial import cKDTree
+
+        return cls(points, normals, cKDTree(points))
+
+
+def icp(target: _Target, b_points: np.ndarray, b_normals: np.ndarray, initial: np.ndarray, threshold: float,
+        iterations: int = 30, min_normal_cos: float = 0.5, point_weight: float = 0.0
+        ) -> tuple[np.ndarray, float, float, int]:
+    """Point-to-plane ICP of B onto A; pairs farther than ``threshold`` or whose normals disagree are ignored.
+
+    The normal test is what keeps a thin part's flipped bottom from sliding onto the top surface it
+    faces (the opposite side of the same plate): only the walls, seen from both sides, pair up.
+    ``point_weight`` > 0 adds point-to-point terms, which pin the sliding that point-to-plane leaves
+    free along flat walls. Returns (transform, fitness, point-to-plane RMSE, pairs).
+    """
+    transform = initial.copy()
+    fitness, rmse, count = 0.0, np.inf, 0
+    for _ in range(iterations):
+        rotation, translation = transform[:3, :3], transform[:3, 3]
+        moved = b_points @ rotation.T + translation
+        distance, index = target.tree.query(moved, distance_upper_bound=threshold)
+        ok = distance < np.inf
+        ok[ok] = np.einsum("ij,ij->i", b_normals[ok] @ rotation.T, target.normals[index[ok]]) > min_normal_cos
+        count = int(ok.sum())
+        if count < 6:
+            return transform, 0.0, np.inf, count
+        p, q, n = moved[ok], target.points[index[ok]], target.normals[index[ok]]
+        residual = np.einsum("ij,ij->i", p - q, n)
+        fitness, rmse = count / len(b_points), float(np.sqrt(np.mean(residual ** 2)))
+        jacobian = np.hstack([np.cross(p, n), n])
+        rhs = -residual
+        if point_weight > 0:
+            # rows for (p + w x p + t - q) = 0, i.e. [-[p]x | I] step = q - p, per axis
+            skew = np.zeros((len(p), 3, 6))
+            skew[:, 0, 1], skew[:, 0, 2] = p[:, 2], -p[:, 1]
+            skew[:, 1, 0], skew[:, 1, 2] = -p[:, 2], p[:, 0]
+            skew[:, 2, 0], skew[:, 2, 1] = p[:, 1], -p[:, 0]
+            skew[:, :, 3:] = np.eye(3)
+            jacobian = np.vstack([jacobian, point_weight * skew.reshape(-1, 6)])
+            rhs = np.concatenate([rhs, point_weight * (q - p).reshape(-1)])
+        step = np.linalg.lstsq(jacobian, rhs, rcond=None)[0]
+        update = np.eye(4)
+        update[:3, :3] = _rotation(step[:3])
+        update[:3, 3] = step[3:]
+        transform = update @ transform
+        if np.linalg.norm(step[:3]) < 1e-7 and np.linalg.norm(step[3:]) < 1e-6 * threshold:
+            break
+    return transform, fitness, rmse, count
+
+
+def refine(target: _Target, b_points: np.ndarray, b_normals: np.ndarray, initial: np.ndarray, spacing: float,
+           scales=(20.0, 8.0, 3.0, 1.5), max_points: int | None = None, iterations: int = 30,
+           point_weight: float = 0.0):
+    """ICP over shrinking correspondence distances (in units of the point spacing)."""
+    if max_points and len(b_points) > max_points:
+        pick = np.linspace(0, len(b_points) - 1, max_points).astype(int)
+        b_points, b_normals = b_points[pick], b_normals[pick]
+    transform, fitness, rmse, count = initial, 0.0, np.inf, 0
+    for factor in scales:
+        transform, fitness, rmse, count = icp(target, b_points, b_normals, transform, factor * spacing, iterations,
+                                              point_weight=point_weight)
+    return transform, fitness, rmse, count
+
+
+def align_scans(scan_a: Mesh, scan_b: Mesh, gates: AlignmentGates | None = None, initial: np.ndarray | None = None,
+                point_pairs: tuple[np.ndarray, np.ndarray] | None = None, steps: int = 12,
+                allow_global: bool = True) -> AlignmentResult:
+    """Align scan B onto scan A; raise AlignmentError when no result passes the gates."""
+    gates = gates or AlignmentGates()
+    # Work around A's centre: scanner frames lie metres from their origin, which ruins ICP's conditioning.
+    origin = 0.5 * (scan_a.vertices.min(0) + scan_a.vertices.max(0))
+    a_points, b_points = scan_a.vertices - origin, scan_b.vertices - origin
+    if len(a_points) < gates.min_overlap_points or len(b_points) < gates.min_overlap_points:
+        raise AlignmentError(f"scans too small to align ({len(a_points)} and {len(b_points)} points)")
+    a_normals, b_normals = mesh_normals(scan_a), mesh_normals(scan_b)
+    spacing = median_spacing(a_points)
+    target = _Target.of(a_points, a_normals)
+    shift, unshift = np.eye(4), np.eye(4)
+    shift[:3, 3], unshift[:3, 3] = -origin, origin
+    if point_pairs is not None:
+        pairs_a, pairs_b = (np.asarray(p, float) for p in point_pairs)
+        candidates = [("three point pairs", shift @ rigid_from_pairs(pairs_b, pairs_a) @ unshift)]
+        method = "manual point pairs + ICP"
+    elif initial is not None:
+        candidates = [("manual initial transform", shift @ np.asarray(initial, float) @ unshift)]
+        method = "manual initial transform + ICP"
+    else:
+        up = viewing_direction(a_normals)
+        candidates = flip_candidates(a_points, b_points, up, steps)
+        method = "flip prior + ICP"
+    up_a, up_b = viewing_direction(a_normals), viewing_direction(b_normals)
+    flip_required = point_pairs is None and initial is None
+
+    def is_flip(transform: np.ndarray) -> bool:  # the turned-over part: B's up must point down in A
+        return float(up_a @ transform[:3, :3] @ up_b) < -np.cos(np.radians(20)) or not flip_required
+
+    # Coarse work on a thinned copy of A (about COARSE_POINTS), then full resolution for the last steps.
+    stride = max(1, len(a_points) // COARSE_POINTS)
+    coarse_target = _Target.of(a_points[::stride], a_normals[::stride]) if stride > 1 else target
+    coarse_spacing = median_spacing(a_points[::stride]) if stride > 1 else spacing
+    screened = []
+    for name, transform in candidates:
+        coarse, fitness, rmse, _ = refine(coarse_target, b_points, b_normals, transform, coarse_spacing,
+                                          scales=(20.0, 8.0), max_points=1500, iterations=12)
+        if is_flip(coarse):
+            screened.append((fitness, -rmse, name, coarse))
+    screened.sort(key=lambda item: (item[0], item[1]), reverse=True)
+    report, best = [], None
+    for _, _, name, coarse in screened[:2]:
+        transform = refine(coarse_target, b_points, b_normals, coarse, coarse_spacing, scales=(3.0, 1.5),
+                           max_points=COARSE_POINTS)[0]
+        # point-to-point terms pin the sliding that point-to-plane leaves free along flat walls
+        transform, fitness, rmse, pairs = refine(target, b_points, b_normals, transform, spacing, scales=(1.5, 0.75),
+                                                 iterations=40, point_weight=0.3, max_points=FINE_POINTS)
+        passed = _passes(gates, fitness, rmse, pairs, spacing) and is_flip(transform)
+        report.append({"candidate": name, "fitness": round(fitness, 5), "inlier_rmse": round(rmse, 6),
+                       "passed": passed})
+        if passed and (best is None or (fitness, -rmse) > (best[1], -best[2])):
+            best = (transform, fitness, rmse)
+    if best is None and allow_global and point_pairs is None and initial is None:
+        transform = _global_registration(_cloud(a_points, a_normals), b_points, b_normals, spacing)
+        transform, fitness, rmse, pairs = refine(target, b_points, b_normals, transform, spacing,
+                                                 max_points=FINE_POINTS)
+        passed = _passes(gates, fitness, rmse, pairs, spacing) and is_flip(transform)
+        report.append({"candidate": "FPFH + RANSAC", "fitness": round(fitness, 5), "inlier_rmse": round(rmse, 6),
+                       "passed": passed})
+        if passed:
+            best, method = (transform, fitness, rmse), "FPFH + RANSAC fallback + ICP"
+    if best is None:
+        if not report:
+            raise AlignmentError("no candidate turned the scan over (the flip prior failed); supply an initial "
+                                 "transform or three point pairs")
+        top = max(report, key=lambda r: r["fitness"])
+        raise AlignmentError(f"no alignment passed the gates (best: {top['candidate']}, fitness {top['fitness']:.3f} "
+                             f"< {gates.min_fitness} or inlier RMSE {top['inlier_rmse']:.4f} > "
+                             f"{gates.max_rmse_spacing * spacing:.4f}); supply an initial transform or three point "
+                             "pairs")
+    transform, fitness, rmse = best
+    overlap = _overlap_ratio(a_points, apply_transform(transform, b_points), 1.5 * spacing)
+    return AlignmentResult(unshift @ transform @ shift, fitness, rmse, overlap, spacing, method, report)
+
+
+def _passes(gates: AlignmentGates, fitness: float, rmse: float, pairs: int, spacing: float) -> bool:
+    return fitness >= gates.min_fitness and rmse <= gates.max_rmse_spacing * spacing and \
+        pairs >= gates.min_overlap_points
+
+
+def _overlap_ratio(a_points: np.ndarray, b_aligned: np.ndarray, radius: float) -> float:
+    """Share of all points (A and B) that have a partner in the other scan within ``radius``."""
+    from scipy.spatial import cKDTree
+
+    near_b = cKDTree(a_points).query(b_aligned, distance_upper_bound=radius)[0] < np.inf
+    near_a = cKDTree(b_aligned).query(a_points, distance_upper_bound=radius)[0] < np.inf
+    return float((near_a.sum() + near_b.sum()) / (len(a_points) + len(b_aligned)))
+
+
+def _global_registration(a_cloud, b_points: np.ndarray, b_normals: np.ndarray, spacing: float) -> np.ndarray:
+    import open3d as o3d
+
+    reg = o3d.pipelines.registration
+    voxel = 4 * spacing
+    clouds = []
+    for cloud in (a_cloud, _cloud(b_points, b_normals)):
+        down = cloud.voxel_down_sample(voxel)
+        feature = reg.compute_fpfh_feature(down, o3d.geometry.KDTreeSearchParamHybrid(radius=5 * voxel, max_nn=100))
+        clouds.append((down, feature))
+    (a_down, a_feature), (b_down, b_feature) = clouds
+    result = reg.registration_ransac_based_on_feature_matching(
+        b_down, a_down, b_feature, a_feature, True, 1.5 * voxel, reg.TransformationEstimationPointToPoint(False), 3,
+        [reg.CorrespondenceCheckerBasedOnDistance(1.5 * voxel)], reg.RANSACConvergenceCriteria(100000, 0.999))
+    return np.asarray(result.transformation)
+
+
+def merge_scans(scan_a: Mesh, scan_b: Mesh, transform: np.ndarray, duplicate_radius: float) -> Mesh:
+    """Scan A plus the faces of aligned scan B that A does not already cover; unused points dropped."""
+    from scipy.spatial import cKDTree
+
+    b_points = apply_transform(transform, scan_b.vertices)
+    covered = cKDTree(scan_a.vertices).query(b_points, distance_upper_bound=duplicate_radius)[0] < np.inf
+    keep_faces = scan_b.faces[~covered[scan_b.faces].all(axis=1)]
+    used = np.unique(keep_faces)
+    remap = -np.ones(len(b_points), np.int64)
+    remap[used] = np.arange(len(used)) + len(scan_a.vertices)
+    vertices = np.concatenate([scan_a.vertices, b_points[used]])
+    faces = np.concatenate([scan_a.faces, remap[keep_faces]])
+    return Mesh(vertices, faces)
