@@ -102,6 +102,26 @@ def mesh_normals(mesh: Mesh) -> np.ndarray:
     return normals / np.where(length > 0, length, 1)
 
 
+def cloud_normals(points: np.ndarray, viewpoint: np.ndarray, neighbours: int = 20) -> np.ndarray:
+    """Normals of a bare point cloud (PCA of the k nearest neighbours), turned towards the scanner."""
+    cloud = _cloud(points)
+    import open3d as o3d
+
+    cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(neighbours))
+    normals = np.asarray(cloud.normals)
+    flip = np.einsum("ij,ij->i", normals, np.asarray(viewpoint, float) - points) < 0
+    normals[flip] *= -1
+    return normals
+
+
+def scan_normals(scan: Mesh, viewpoint: np.ndarray | None) -> np.ndarray:
+    if len(scan.faces):
+        return mesh_normals(scan)
+    if viewpoint is None:
+        raise AlignmentError("a scan without faces needs the scanner viewpoint to orient its normals")
+    return cloud_normals(scan.vertices, viewpoint)
+
+
 def median_spacing(points: np.ndarray) -> float:
     from scipy.spatial import cKDTree
 
@@ -226,15 +246,21 @@ def refine(target: _Target, b_points: np.ndarray, b_normals: np.ndarray, initial
 
 def align_scans(scan_a: Mesh, scan_b: Mesh, gates: AlignmentGates | None = None, initial: np.ndarray | None = None,
                 point_pairs: tuple[np.ndarray, np.ndarray] | None = None, steps: int = 12,
-                allow_global: bool = True) -> AlignmentResult:
-    """Align scan B onto scan A; raise AlignmentError when no result passes the gates."""
+                allow_global: bool = True, viewpoints: tuple[np.ndarray, np.ndarray] | None = None
+                ) -> AlignmentResult:
+    """Align scan B onto scan A; raise AlignmentError when no result passes the gates.
+
+    Meshes carry their own (outward) normals; bare point clouds need ``viewpoints`` (the scanner
+    position of each scan, in its own frame) to orient estimated normals.
+    """
     gates = gates or AlignmentGates()
     # Work around A's centre: scanner frames lie metres from their origin, which ruins ICP's conditioning.
     origin = 0.5 * (scan_a.vertices.min(0) + scan_a.vertices.max(0))
     a_points, b_points = scan_a.vertices - origin, scan_b.vertices - origin
     if len(a_points) < gates.min_overlap_points or len(b_points) < gates.min_overlap_points:
         raise AlignmentError(f"scans too small to align ({len(a_points)} and {len(b_points)} points)")
-    a_normals, b_normals = mesh_normals(scan_a), mesh_normals(scan_b)
+    a_normals = scan_normals(scan_a, None if viewpoints is None else viewpoints[0])
+    b_normals = scan_normals(scan_b, None if viewpoints is None else viewpoints[1])
     spacing = median_spacing(a_points)
     target = _Target.of(a_points, a_normals)
     shift, unshift = np.eye(4), np.eye(4)
@@ -274,7 +300,7 @@ def align_scans(scan_a: Mesh, scan_b: Mesh, gates: AlignmentGates | None = None,
         # point-to-point terms pin the sliding that point-to-plane leaves free along flat walls
         transform, fitness, rmse, pairs = refine(target, b_points, b_normals, transform, spacing, scales=(1.5, 0.75),
                                                  iterations=40, point_weight=0.3, max_points=FINE_POINTS)
-        passed = _passes(gates, fitness, rmse, pairs, spacing) and is_flip(transform)
+        passed = bool(_passes(gates, fitness, rmse, pairs, spacing) and is_flip(transform))
         report.append({"candidate": name, "fitness": round(fitness, 5), "inlier_rmse": round(rmse, 6),
                        "passed": passed})
         if passed and (best is None or (fitness, -rmse) > (best[1], -best[2])):
@@ -283,7 +309,7 @@ def align_scans(scan_a: Mesh, scan_b: Mesh, gates: AlignmentGates | None = None,
         transform = _global_registration(_cloud(a_points, a_normals), b_points, b_normals, spacing)
         transform, fitness, rmse, pairs = refine(target, b_points, b_normals, transform, spacing,
                                                  max_points=FINE_POINTS)
-        passed = _passes(gates, fitness, rmse, pairs, spacing) and is_flip(transform)
+        passed = bool(_passes(gates, fitness, rmse, pairs, spacing) and is_flip(transform))
         report.append({"candidate": "FPFH + RANSAC", "fitness": round(fitness, 5), "inlier_rmse": round(rmse, 6),
                        "passed": passed})
         if passed:

@@ -38,6 +38,54 @@ def register(sub: argparse._SubParsersAction) -> None:
     fmt.add_argument("--json", action="store_true", help="print JSON instead of a table")
     fmt.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     st.set_defaults(handler=_stats)
+
+    merge = dsub.add_parser(
+        "merge", help="align and merge the two scans of each capture into pointcloud.stl",
+        description="For each capture folder (or every capture under a captures root): align scan B (part "
+        "turned over) onto scan A from the flip prior with multi-scale point-to-plane ICP, check the quality "
+        "gates (overlap fitness, inlier RMSE), merge, and write pointcloud.stl + alignment.json. Captures "
+        "already merged are left alone. An alignment that misses the gates writes nothing: give --initial "
+        "(a JSON 4x4 matrix B->A) or --pairs (JSON {\"a\": [[x,y,z]x3], \"b\": [[x,y,z]x3]}).")
+    merge.add_argument("paths", type=Path, nargs="+", help="capture folders or captures roots")
+    merge_init = merge.add_mutually_exclusive_group()
+    merge_init.add_argument("--initial", type=Path, help="JSON file with a 4x4 initial transform (B -> A)")
+    merge_init.add_argument("--pairs", type=Path, help="JSON file with three corresponding points in A and B")
+    merge.set_defaults(handler=_merge)
+
+    build = dsub.add_parser(
+        "build", help="turn captures + annotations into a MulSen-AD dataset (incremental)",
+        description="Merge scans where needed, import LabelMe masks (rgb.json, infrared.json) and point "
+        "selections (pointcloud.txt) from ANNOTATIONS/<category>/<sample_id>/, and write the MulSen-AD layout. "
+        "Defect captures go to test/<type>; normal ones to train or test/good by a stable hash of their id "
+        "(or by --splits CSV: category,sample_id,split). Captures already in the dataset are skipped, so "
+        "re-running adds only new captures without renumbering released samples. Ends with validation.")
+    build.add_argument("--captures", type=Path, required=True)
+    build.add_argument("--annotations", type=Path, help="annotation root (absent: every capture is normal)")
+    build.add_argument("--out", type=Path, required=True, help="dataset folder (created or extended)")
+    build.add_argument("--split-policy", choices=["hash", "manifest"], default="hash")
+    build.add_argument("--splits", type=Path, help="CSV category,sample_id,split for --split-policy manifest")
+    build.add_argument("--test-good-ratio", type=float, default=0.25,
+                       help="share of normal captures held out as test/good (hash policy, default 0.25)")
+    build.add_argument("--tolerance", type=float, default=0.05,
+                       help="max distance (mm) from a selected point to a merged-mesh vertex (default 0.05)")
+    build.set_defaults(handler=_build)
+
+    pack = dsub.add_parser("pack", help="package a release: tar.gz + manifest (sha256) + dataset card",
+                           description="Write NAME-VERSION.tar.gz with MANIFEST.json (size and SHA-256 of every "
+                           "file, counts, statistics, tool version, date) and DATASET_CARD.md; copies of both "
+                           "are written beside the archive.")
+    pack.add_argument("root", type=Path)
+    pack.add_argument("--version", required=True, help="release version, e.g. 1.0.0")
+    pack.add_argument("--name", help="release name (default: the folder name)")
+    pack.add_argument("--out", type=Path, help="archive path (default: beside the dataset)")
+    pack.set_defaults(handler=_pack)
+
+    verify = dsub.add_parser("verify", help="check a received release against its manifest",
+                             description="Recompute the SHA-256 of every file of a release archive (or of an "
+                             "unpacked release folder holding MANIFEST.json) and report missing, extra or "
+                             "changed files. Exit status 1 on any difference.")
+    verify.add_argument("path", type=Path)
+    verify.set_defaults(handler=_verify)
     ds.set_defaults(handler=lambda args: ds.print_help() or 2)
 
 
@@ -75,3 +123,87 @@ def _stats(args: argparse.Namespace) -> int:
     for problem in dataset.problems:
         print(f"skipped: {problem}", file=sys.stderr)
     return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from mulsen.errors import MulsenError
+
+    from .align import AlignmentGates
+    from .build import ALIGNMENT_NAME, MERGED_NAME, capture_folders, merge_capture
+
+    folders = []
+    for path in args.paths:
+        folders += [path] if (path / "capture.json").exists() else [f for _, _, f in capture_folders(path)]
+    initial = None
+    if args.initial:
+        initial = np.asarray(json.loads(args.initial.read_text()), float).reshape(4, 4)
+    if args.pairs:
+        from .align import rigid_from_pairs
+
+        pairs = json.loads(args.pairs.read_text())
+        initial = rigid_from_pairs(np.asarray(pairs["b"], float), np.asarray(pairs["a"], float))
+    failed = 0
+    for folder in bar("merging scans")(folders, len(folders)):
+        fresh = not (folder / MERGED_NAME).exists()
+        try:
+            mesh = merge_capture(folder, AlignmentGates(), initial)
+        except MulsenError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        if fresh:
+            report = json.loads((folder / ALIGNMENT_NAME).read_text())
+            print(f"{folder}: fitness {report['fitness']:.3f}, inlier RMSE {report['inlier_rmse_mm']:.4f} mm, "
+                  f"overlap {report['overlap_ratio']:.2f}, {len(mesh.vertices)} vertices ({report['method']})")
+        else:
+            print(f"{folder}: already merged")
+    return 1 if failed else 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    import csv
+
+    from mulsen.errors import MulsenError
+
+    from .build import BuildConfig, build_dataset
+    from .validate import validate_dataset
+
+    splits = None
+    if args.split_policy == "manifest":
+        if not args.splits:
+            raise MulsenError("--split-policy manifest needs --splits FILE.csv")
+        with open(args.splits, newline="") as handle:
+            splits = {(r["category"], r["sample_id"]): r["split"] for r in csv.DictReader(handle)}
+    config = BuildConfig(test_good_ratio=args.test_good_ratio, point_tolerance_mm=args.tolerance, splits=splits)
+    report = build_dataset(args.captures, args.annotations, args.out, config, progress=bar("building samples"))
+    for bucket, count in sorted(report.added.items()):
+        print(f"  + {bucket}: {count}")
+    print(f"{args.out}: {report.total_added} samples added, {report.skipped} captures already in the dataset")
+    validation = validate_dataset(args.out, jobs=1)
+    for problem in validation.errors:
+        print(problem)
+    print(f"validation: {len(validation.errors)} errors, {len(validation.problems) - len(validation.errors)} "
+          "warnings")
+    return 0 if validation.ok else 1
+
+
+def _pack(args: argparse.Namespace) -> int:
+    from .release import pack_dataset
+
+    archive = pack_dataset(args.root, args.version, args.out, args.name, progress=bar("hashing files"))
+    print(f"wrote {archive} ({archive.stat().st_size / 2 ** 20:.1f} MiB) with its manifest and dataset card")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .release import verify_release
+
+    report = verify_release(args.path, progress=bar("checking files"))
+    for problem in report.problems:
+        print(problem)
+    print(f"{args.path}: {report.checked} files checked, {len(report.problems)} problems")
+    return 0 if report.ok else 1

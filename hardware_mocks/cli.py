@@ -56,6 +56,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     dev.add_argument("--heater-watchdog", type=float, default=10.0,
                      help="the heater switches off after this many silent (simulated) seconds")
     dev.set_defaults(handler=_devices)
+    ann = ssub.add_parser(
+        "annotate", help="play the curator: annotate simulated captures from the virtual world's truth",
+        description="For every simulated capture under CAPTURES (merged first with 'mulsen dataset merge'), "
+        "write what a curator would: LabelMe rgb.json / infrared.json where the planted defect is visible, "
+        "a point selection pointcloud.txt on the merged mesh, into OUT/<category>/<sample_id>/.")
+    ann.add_argument("captures", type=Path)
+    ann.add_argument("--out", type=Path, required=True)
+    ann.set_defaults(handler=_annotate)
     sim.set_defaults(handler=lambda args: sim.print_help() or 2)
 
 
@@ -102,3 +110,21 @@ def _devices(args: argparse.Namespace) -> int:
         dead = [name for name, p in processes.items() if not p.alive()]
         print(f"error: simulator stopped unexpectedly: {', '.join(dead)}")
         return 1
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    from dataset.build import capture_folders, merge_capture
+
+    from .world.annotate import annotate_capture
+
+    folders = capture_folders(args.captures)
+    annotated = 0
+    for category, sample_id, folder in bar("annotating")(folders, len(folders)):
+        merge_capture(folder)
+        done = annotate_capture(folder, args.out / category / sample_id)
+        if done:
+            annotated += 1
+            print(f"{category}/{sample_id}: " + ", ".join(f"{k} ({v} {'points' if k == 'pointcloud' else 'px'})"
+                                                         for k, v in done.items()))
+    print(f"{annotated} of {len(folders)} captures annotated into {args.out}")
+    return 0

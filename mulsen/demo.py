@@ -50,6 +50,10 @@ def run_demo(args: argparse.Namespace) -> int:
           "(heater on a pty, GenTL cameras, UR5 controller, laser scanner)")
     if capture_with_simulators(out / "captures", out / "sim_bench"):
         return 1
+    _step("8. curate the captures into a MulSen-AD release: align and merge the dual scans, annotate (simulated "
+          "curator: LabelMe + point selections), build, validate, pack, verify")
+    if release_from_captures(out):
+        return 1
     print(f"\ndemo finished: everything is under {out}/")
     return 0
 
@@ -62,14 +66,34 @@ def capture_with_simulators(root: Path, state: Path) -> int:
 
     root.parent.mkdir(parents=True, exist_ok=True)
     plan = root.parent / "capture_plan.csv"
-    plan.write_text("category,sample_id,part\nnut,001,nut:101\nnut,002,nut:102:hole\ncube,001,cube:103:detachment_inside\n")
+    plan.write_text("category,sample_id,part\nnut,001,nut:101\nnut,002,nut:102\nnut,003,nut:103\n"
+                    "nut,004,nut:104:hole\nnut,005,nut:105:crack\n")
     with running_simulators(state, BenchPart("nut", 101), time_scale=20.0, image_size="small"):
         code = cli(["capture", "batch", "--plan", str(plan), "--out", str(root), "--sim", str(state),
                     "--frequency", "0.5", "--periods", "4", "--fps", "10", "--operator", "demo"])
     if code == 0:
-        sample = root / "nut" / "002"
+        sample = root / "nut" / "004"
         print(f"sample folder {sample}: {', '.join(sorted(p.name for p in sample.iterdir()))}")
     return code
+
+
+def release_from_captures(out: Path) -> int:
+    """merge scans -> simulated annotations -> build -> pack -> verify, on the demo's captures."""
+    from mulsen.cli import main as cli
+
+    captures, annotations, dataset = out / "captures", out / "annotations", out / "captured_dataset"
+    splits = out / "capture_splits.csv"
+    splits.write_text("category,sample_id,split\nnut,001,train\nnut,002,train\nnut,003,test\n")
+    for argv in (["dataset", "merge", str(captures)],
+                 ["sim", "annotate", str(captures), "--out", str(annotations)],
+                 ["dataset", "build", "--captures", str(captures), "--annotations", str(annotations), "--out",
+                  str(dataset), "--split-policy", "manifest", "--splits", str(splits)],
+                 ["dataset", "pack", str(dataset), "--version", "0.1.0"],
+                 ["dataset", "verify", str(out / "captured_dataset-0.1.0.tar.gz")]):
+        print(f"$ mulsen {' '.join(argv)}", flush=True)
+        if cli(argv):
+            return 1
+    return 0
 
 
 def write_fresh_part(folder: Path, seed: int) -> Path:

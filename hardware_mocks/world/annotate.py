@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+import os
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
@@ -29,3 +30,70 @@ def labelme_document(masks: dict[str, np.ndarray], image_path: str, image_size: 
     width, height = image_size
     return {"version": "5.4.1", "flags": {}, "shapes": shapes, "imagePath": str(PurePosixPath(image_path)),
             "imageData": None, "imageHeight": int(height), "imageWidth": int(width)}
+
+
+def merged_vertex_region(scene, vertices_scanner: np.ndarray, surface_tolerance_mm: float = 0.3) -> np.ndarray:
+    """Which vertices of a merged scan (in scan A's scanner frame) lie on the part's geometric defect.
+
+    The curator selects defect points on the top surface: a vertex counts when it sits on the surface
+    (within ``surface_tolerance_mm`` of the height field) inside the point-cloud defect region.
+    """
+    from .scanner import SCANNER_OFFSET_MM, SCANNER_ROTATION
+
+    bench = (np.asarray(vertices_scanner, float) - SCANNER_OFFSET_MM) @ SCANNER_ROTATION
+    u, v = scene.world_to_part(bench[:, 0], bench[:, 1])
+    on_top = np.abs(bench[:, 2] - scene.height(u, v)) < surface_tolerance_mm
+    return scene.region(u, v, "pointcloud") & on_top & (bench[:, 2] > surface_tolerance_mm)
+
+
+def annotate_capture(capture: Path, out: Path) -> dict:
+    """Play the curator for one simulated capture: LabelMe files where the defect shows, point selection.
+
+    Reads the virtual part from ``capture.json``; the merged mesh must exist (``mulsen dataset merge``).
+    Writes nothing for a defect-free part. Returns which modalities were annotated.
+    """
+    import json
+
+    from acquisition.robot import ArmGeometry
+    from dataset.formats import read_ir, read_rgb, write_pc_gt
+    from dataset.meshio import read_stl
+    from hardware_mocks.sim_cameras import BenchPart
+    from mulsen.atomic import atomic_write_text
+
+    from .render_rgb import render_rgb
+    from .scene import DownCamera, camera_for, trace
+
+    record = json.loads((capture / "capture.json").read_text())
+    part_text = record.get("devices", {}).get("simulated_part")
+    if not part_text:
+        raise ValueError(f"{capture}: not a simulated capture (no simulated_part in capture.json)")
+    part = BenchPart.parse(part_text)
+    if part.defect is None:
+        return {}
+    scene = part.scene()
+    rgb_shape, ir_shape = read_rgb(capture / "rgb.png").shape[:2], read_ir(capture / "infrared.png").shape
+    size = "full" if rgb_shape[1] == 1280 else "small"
+    x, y = ArmGeometry().bench_xy_under(record["steps"]["arm"]["reached_pose"])
+    rgb_camera = camera_for("rgb", size)
+    rgb_view = DownCamera(rgb_camera.width, rgb_camera.height, rgb_camera.focal_px, (x, y, rgb_camera.position_mm[2]))
+    _, rgb_mask = render_rgb(scene, rgb_view, np.random.default_rng(0))
+    ir_camera = camera_for("ir", "full")  # infrared.png is always the MulSen 640x480 frame
+    hit = trace(scene, ir_camera)
+    ir_mask = scene.region(hit.u, hit.v, "infrared") & hit.on_part
+    assert ir_mask.shape == ir_shape and rgb_mask.shape == rgb_shape
+    out.mkdir(parents=True, exist_ok=True)
+    done = {}
+    for name, mask, image in (("rgb", rgb_mask, "rgb.png"), ("infrared", ir_mask, "infrared.png")):
+        if mask.any():
+            relative = os.path.relpath(capture.resolve() / image, out.resolve())
+            document = labelme_document({part.defect: mask}, relative, (mask.shape[1], mask.shape[0]))
+            atomic_write_text(out / f"{name}.json", json.dumps(document, indent=1))
+            done[name] = int(mask.sum())
+    mesh = read_stl(capture / "pointcloud.stl")
+    selected = merged_vertex_region(scene, mesh.vertices)
+    if selected.any():
+        write_pc_gt(out / "pointcloud.txt", mesh.vertices[selected])
+        done["pointcloud"] = int(selected.sum())
+    if done and set(done) == {"pointcloud"}:
+        atomic_write_text(out / "sample.json", json.dumps({"defect": part.defect}))
+    return done

@@ -154,7 +154,8 @@ def partial_scan(scene: Scene, mesh: PartMesh, rng: np.random.Generator, flipped
     A hand-held scanner swept around the part sees every face except those turned towards the bench
     (normal more than ~127° from the view). Scan A (part upright) sees the top, rims and walls; scan B
     (part flipped, then put back at ``placement``) the bottom, rims and walls: they overlap on the walls
-    and rims only, as in the real dual-scan procedure. The flip pivots on the mesh's full height, so ``flip_transform`` is exact.
+    and rims only, as in the real dual-scan procedure. The flip pivots on the mesh's full height, so
+    ``flip_transform`` is exact.
     """
     tri = mesh.vertices[mesh.faces]
     face_normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])

@@ -1,0 +1,205 @@
+"""Annotation import: LabelMe JSON -> pixel-exact masks, point selections -> per-vertex labels.
+
+Our own parser and PIL rasteriser reproduce ``labelme.utils.shape_to_mask`` / ``shapes_to_label``
+pixel for pixel (polygon fill includes the outline, rectangles cover (w+1)(h+1) pixels, circles by
+radius to the rim point, lines and line strips 10 px wide, points radius 5, ``mask`` shapes pasted
+into their box, later shapes over earlier ones). Every LabelMe version from the 2018 files (no
+``shape_type``, colour keys) to 5.x (``description``, ``mask``) is accepted.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path, PureWindowsPath
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from mulsen.errors import DataFormatError
+
+IGNORE_LABEL = "__ignore__"
+BACKGROUND_LABEL = "_background_"
+SHAPE_POINTS = {"rectangle": 2, "circle": 2, "line": 2, "point": 1, "mask": 2}
+
+
+@dataclass
+class Shape:
+    label: str
+    points: np.ndarray  # (K, 2) x, y
+    shape_type: str
+    group_id: int | None = None
+    mask: np.ndarray | None = None  # for shape_type "mask": bool (y2-y1+1, x2-x1+1)
+
+
+@dataclass
+class LabelmeDocument:
+    path: Path
+    version: str
+    shapes: list[Shape]
+    image_path: str | None
+    image_size: tuple[int, int] | None  # (height, width) as declared
+    image_data: bytes | None = None
+    flags: dict = field(default_factory=dict)
+
+    def image_file(self) -> Path | None:
+        if not self.image_path:
+            return None
+        return self.path.parent / PureWindowsPath(self.image_path).as_posix()
+
+    def size(self, check_image: bool = True) -> tuple[int, int]:
+        """(height, width): declared, else from the image file, else from the embedded image; checked."""
+        actual, source = None, None
+        image = self.image_file()
+        try:
+            if self.image_data:  # LabelMe itself prefers the embedded image
+                source = "imageData"
+                with Image.open(io.BytesIO(self.image_data)) as handle:
+                    actual = (handle.height, handle.width)
+            elif check_image and image is not None and image.is_file():
+                source = str(image)
+                with Image.open(image) as handle:
+                    actual = (handle.height, handle.width)
+        except OSError as exc:
+            raise DataFormatError(self.path, f"cannot read the image {source} ({exc})") from None
+        if self.image_size and actual and self.image_size != actual:
+            raise DataFormatError(self.path, f"declares a {self.image_size[1]}x{self.image_size[0]} image but "
+                                             f"{source} is {actual[1]}x{actual[0]}")
+        size = self.image_size or actual
+        if size is None:
+            raise DataFormatError(self.path, "no image size: neither imageHeight/imageWidth, nor a readable image")
+        return size
+
+
+def _decode_mask(path: Path, text: str, index: int) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(text))) as image:
+            return np.asarray(image).astype(bool)
+    except Exception as exc:
+        raise DataFormatError(path, f"shape {index}: undecodable mask ({exc})") from None
+
+
+def read_labelme(path: str | Path) -> LabelmeDocument:
+    """Parse a LabelMe JSON file (any version); malformed content is a one-line error naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFormatError(path, f"cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(path, f"not JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("shapes"), list):
+        raise DataFormatError(path, "not a LabelMe file (no 'shapes' list)")
+    shapes = []
+    for index, raw in enumerate(data["shapes"]):
+        if not isinstance(raw, dict) or "label" not in raw or not raw.get("points"):
+            raise DataFormatError(path, f"shape {index}: needs a label and points")
+        shape_type = raw.get("shape_type") or "polygon"  # the 2018 files have no shape_type
+        try:
+            points = np.asarray(raw["points"], dtype=np.float64).reshape(-1, 2)
+        except (TypeError, ValueError):
+            raise DataFormatError(path, f"shape {index} ({raw['label']}): points are not [x, y] pairs") from None
+        needed = SHAPE_POINTS.get(shape_type)
+        if needed is not None and len(points) != needed:
+            raise DataFormatError(path, f"shape {index} ({raw['label']}): a {shape_type} needs {needed} points, "
+                                        f"got {len(points)}")
+        if shape_type in ("polygon", "oriented_rectangle") and len(points) < 3:
+            raise DataFormatError(path, f"shape {index} ({raw['label']}): a polygon needs more than 2 points")
+        if shape_type == "linestrip" and len(points) < 2:
+            raise DataFormatError(path, f"shape {index} ({raw['label']}): a linestrip needs 2 or more points")
+        mask = None
+        if shape_type == "mask":
+            if not raw.get("mask"):
+                raise DataFormatError(path, f"shape {index} ({raw['label']}): mask shape without mask data")
+            mask = _decode_mask(path, raw["mask"], index)
+        shapes.append(Shape(str(raw["label"]), points, shape_type, raw.get("group_id"), mask))
+    height, width = data.get("imageHeight"), data.get("imageWidth")
+    image_data = base64.b64decode(data["imageData"]) if data.get("imageData") else None
+    return LabelmeDocument(path, str(data.get("version", "")), shapes, data.get("imagePath"),
+                           (int(height), int(width)) if height and width else None, image_data,
+                           data.get("flags") or {})
+
+
+def shape_mask(size: tuple[int, int], shape: Shape, line_width: int = 10, point_size: int = 5) -> np.ndarray:
+    """The pixels one shape covers (bool, ``size`` = (height, width)), exactly as LabelMe draws them."""
+    height, width = size
+    if shape.shape_type == "mask":
+        (x1, y1), (x2, y2) = shape.points.astype(int)
+        out = np.zeros(size, dtype=bool)
+        region = out[y1:y2 + 1, x1:x2 + 1]
+        region[...] = shape.mask[: region.shape[0], : region.shape[1]]
+        return out
+    canvas = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    xy = [tuple(p) for p in shape.points.tolist()]
+    kind = shape.shape_type
+    if kind == "circle":
+        (cx, cy), (px, py) = xy
+        d = math.sqrt((cx - px) ** 2 + (cy - py) ** 2)
+        draw.ellipse([cx - d, cy - d, cx + d, cy + d], outline=1, fill=1)
+    elif kind == "rectangle":
+        (x1, y1), (x2, y2) = xy
+        draw.rectangle([min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)], outline=1, fill=1)
+    elif kind in ("line", "linestrip"):
+        draw.line(xy=xy, fill=1, width=line_width)
+    elif kind == "point":
+        cx, cy = xy[0]
+        draw.ellipse([cx - point_size, cy - point_size, cx + point_size, cy + point_size], outline=1, fill=1)
+    elif kind in ("polygon", "oriented_rectangle"):
+        draw.polygon(xy=xy, outline=1, fill=1)
+    else:
+        raise ValueError(f"shape_type={kind!r} is not supported")
+    return np.asarray(canvas, dtype=bool)
+
+
+def shapes_to_label(document: LabelmeDocument, label_values: dict[str, int], size: tuple[int, int] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Class and instance maps (int32); instances keyed by (label, group_id); later shapes win."""
+    size = size or document.size()
+    classes = np.zeros(size, np.int32)
+    instances = np.zeros(size, np.int32)
+    keys: list = []
+    for k, shape in enumerate(document.shapes):
+        if shape.label not in label_values:
+            raise DataFormatError(document.path, f"label {shape.label!r} is not in the label list")
+        key = (shape.label, shape.group_id if shape.group_id is not None else f"shape-{k}")
+        if key not in keys:
+            keys.append(key)
+        pixels = shape_mask(size, shape)
+        classes[pixels] = label_values[shape.label]
+        instances[pixels] = keys.index(key) + 1
+    return classes, instances
+
+
+def defect_mask(document: LabelmeDocument, size: tuple[int, int] | None = None) -> tuple[np.ndarray, set[str]]:
+    """The union of every defect shape (``__ignore__`` and ``_background_`` excluded) and its labels."""
+    size = size or document.size()
+    mask = np.zeros(size, dtype=bool)
+    labels = set()
+    for shape in document.shapes:
+        if shape.label in (IGNORE_LABEL, BACKGROUND_LABEL):
+            continue
+        mask |= shape_mask(size, shape)
+        labels.add(shape.label)
+    return mask, labels
+
+
+def point_selection_labels(vertices: np.ndarray, selected: np.ndarray, tolerance_mm: float,
+                           source: str | Path = "point selection") -> np.ndarray:
+    """Per-vertex labels of a mesh from selected points (Geomagic export): each must match a vertex."""
+    from scipy.spatial import cKDTree
+
+    labels = np.zeros(len(vertices), dtype=bool)
+    if len(selected) == 0:
+        return labels
+    distance, index = cKDTree(vertices).query(np.asarray(selected, float))
+    unmatched = distance > tolerance_mm
+    if unmatched.any():
+        worst = np.asarray(selected)[unmatched][0]
+        raise DataFormatError(source, f"{int(unmatched.sum())} of {len(selected)} selected points match no vertex "
+                                      f"within {tolerance_mm} mm (first: {np.round(worst, 4).tolist()})")
+    labels[index] = True
+    return labels

@@ -1,0 +1,198 @@
+"""Turn capture folders + curator annotations into a MulSen-AD dataset, incrementally.
+
+Inputs:
+- ``CAPTURES/<category>/<sample_id>/`` from ``mulsen capture``: ``rgb.png``, ``infrared.png``, ``scan_a.*``,
+  ``scan_b.*`` (and ``pointcloud.stl`` + ``alignment.json`` once merged);
+- ``ANNOTATIONS/<category>/<sample_id>/`` (absent for a normal part): ``rgb.json`` / ``infrared.json``
+  (LabelMe, drawn only where the defect is visible in that modality), ``pointcloud.txt`` (selected
+  points of the merged mesh, ``# x, y, z`` + comma rows) and optionally ``sample.json`` (``{"defect": TYPE}``,
+  needed when only the point cloud is annotated).
+
+A modality is labelled 1 only if it has an annotation; the object label is their OR. Normal
+captures go to train or test/good by a stable hash of their id (``test_good_ratio``), so adding
+captures never moves released samples; captures already in the dataset are skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mulsen.atomic import atomic_write_text
+from mulsen.errors import DataFormatError, MulsenError
+
+from .align import AlignmentGates, align_scans, merge_scans
+from .annotations import defect_mask, point_selection_labels, read_labelme
+from .formats import read_ir, read_pc_gt, read_rgb
+from .meshio import read_stl, stable_mesh, write_stl
+from .records import GOOD, Mesh, SampleContent, Split
+from .writer import PROVENANCE_DIR, DatasetWriter
+
+MERGED_NAME = "pointcloud.stl"
+ALIGNMENT_NAME = "alignment.json"
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    test_good_ratio: float = 0.25
+    point_tolerance_mm: float = 0.05  # a selected point must lie this close to a merged-mesh vertex
+    gates: AlignmentGates = field(default_factory=AlignmentGates)
+    splits: dict[tuple[str, str], str] | None = None  # manifest policy: (category, sample_id) -> train|test
+
+
+@dataclass
+class BuildReport:
+    added: dict[str, int] = field(default_factory=dict)  # "category/split/type" -> count
+    skipped: int = 0
+    samples: list[dict] = field(default_factory=list)
+
+    @property
+    def total_added(self) -> int:
+        return sum(self.added.values())
+
+
+def find_scans(folder: Path) -> tuple[Path, Path]:
+    found = {label: sorted(folder.glob(f"scan_{label}.*")) for label in ("a", "b")}
+    if len(found["a"]) != 1 or len(found["b"]) != 1:
+        raise DataFormatError(folder, "needs exactly one scan_a.* and one scan_b.* (the two passes of the part)")
+    return found["a"][0], found["b"][0]
+
+
+def merge_capture(folder: Path, gates: AlignmentGates | None = None, initial: np.ndarray | None = None) -> Mesh:
+    """The merged mesh of a capture: read ``pointcloud.stl`` if present, else align, merge and write it."""
+    from acquisition.scans import read_scan
+
+    merged_path = folder / MERGED_NAME
+    if merged_path.exists():
+        return read_stl(merged_path)
+    path_a, path_b = find_scans(folder)
+    scan_a, scan_b = read_scan(path_a).mesh, read_scan(path_b).mesh
+    if scan_a is None or scan_b is None:
+        raise DataFormatError(folder, "the scans must be meshes (STL/PLY/OBJ with faces) to be merged")
+    try:
+        result = align_scans(scan_a, scan_b, gates, initial=initial)
+    except MulsenError as exc:
+        raise MulsenError(f"{folder}: {exc}") from None
+    merged = stable_mesh(merge_scans(scan_a, scan_b, result.transform, 1.5 * result.spacing))
+    # the report first: pointcloud.stl is what marks a capture as merged
+    atomic_write_text(folder / ALIGNMENT_NAME, json.dumps({**result.as_dict(), "scan_a": path_a.name,
+                                                            "scan_b": path_b.name, "merged": MERGED_NAME,
+                                                            "merged_vertices": len(merged.vertices)}, indent=2))
+    write_stl(merged_path, merged)
+    return merged
+
+
+def capture_folders(root: Path) -> list[tuple[str, str, Path]]:
+    if not root.is_dir():
+        raise MulsenError(f"{root}: captures folder not found")
+    out = []
+    for category in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        for sample in sorted(p for p in category.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if (sample / "capture.json").exists():
+                out.append((category.name, sample.name, sample))
+    return out
+
+
+def load_annotations(folder: Path | None, rgb_shape: tuple[int, int], ir_shape: tuple[int, int],
+                     mesh: Mesh, tolerance_mm: float) -> tuple[SampleContent, str]:
+    """Masks and anomalous points of one capture from its annotation folder; returns (partial content, type)."""
+    rgb_mask = ir_mask = points = None
+    labels: set[str] = set()
+    if folder is not None and folder.is_dir():
+        for name, shape in (("rgb.json", rgb_shape), ("infrared.json", ir_shape)):
+            path = folder / name
+            if not path.exists():
+                continue
+            document = read_labelme(path)
+            declared = document.size(check_image=False)
+            if declared != tuple(shape):
+                raise DataFormatError(path, f"annotated image is {declared[1]}x{declared[0]}, the captured one is "
+                                            f"{shape[1]}x{shape[0]}")
+            mask, found = defect_mask(document, declared)
+            labels |= found
+            if name == "rgb.json":
+                rgb_mask = mask if mask.any() else None
+            else:
+                ir_mask = mask if mask.any() else None
+        selection = folder / "pointcloud.txt"
+        if selection.exists():
+            selected = read_pc_gt(selection)
+            flags = point_selection_labels(mesh.vertices, selected, tolerance_mm, selection)
+            points = mesh.vertices[flags]
+        extra = folder / "sample.json"
+        if extra.exists():
+            try:
+                declared_type = json.loads(extra.read_text()).get("defect")
+            except ValueError as exc:
+                raise DataFormatError(extra, f"not JSON ({exc})") from None
+            if declared_type:
+                labels.add(str(declared_type))
+    content = SampleContent(np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.uint8), mesh, rgb_mask, ir_mask,
+                            points)
+    if not content.labels.label_or:
+        return content, GOOD
+    if len(labels) != 1:
+        where = folder if folder is not None else "annotations"
+        problem = "name different defect types " + ", ".join(sorted(labels)) if labels else \
+            "do not name the defect type (add sample.json with {\"defect\": TYPE})"
+        raise DataFormatError(where, f"the annotations {problem}")
+    return content, labels.pop()
+
+
+def _goes_to_test(category: str, sample_id: str, ratio: float) -> bool:
+    digest = hashlib.sha256(f"{category}/{sample_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2 ** 32 < ratio
+
+
+def already_built(out: Path) -> set[str]:
+    """Captures (``category/sample_id``) recorded in the dataset's provenance logs."""
+    done = set()
+    for log in (out / PROVENANCE_DIR).glob("*.jsonl") if (out / PROVENANCE_DIR).is_dir() else []:
+        for line in log.read_text().splitlines():
+            capture = json.loads(line).get("capture")
+            if capture:
+                done.add(capture)
+    return done
+
+
+def build_dataset(captures: Path, annotations: Path | None, out: Path, config: BuildConfig | None = None,
+                  progress: Callable[[Iterable, int], Iterable] | None = None) -> BuildReport:
+    """Add every capture not yet in ``out`` to the dataset; return what was added."""
+    config = config or BuildConfig()
+    done = already_built(out)
+    todo = [item for item in capture_folders(captures) if f"{item[0]}/{item[1]}" not in done]
+    report = BuildReport(skipped=len(capture_folders(captures)) - len(todo))
+    writer = DatasetWriter(out)
+    items = progress(todo, len(todo)) if progress else todo
+    for category, sample_id, folder in items:
+        rgb, infrared = read_rgb(folder / "rgb.png"), read_ir(folder / "infrared.png")
+        mesh = merge_capture(folder, config.gates)
+        labelled, defect_type = load_annotations(annotations / category / sample_id if annotations else None,
+                                                 rgb.shape[:2], infrared.shape, mesh, config.point_tolerance_mm)
+        if defect_type != GOOD:
+            split = Split.TEST
+        elif config.splits is not None:
+            key = (category, sample_id)
+            if key not in config.splits:
+                raise MulsenError(f"{category}/{sample_id}: not listed in the splits manifest")
+            split = Split(config.splits[key])
+        else:
+            split = Split.TEST if _goes_to_test(category, sample_id, config.test_good_ratio) else Split.TRAIN
+        capture = json.loads((folder / "capture.json").read_text())
+        content = SampleContent(rgb, infrared, mesh, labelled.rgb_mask, labelled.ir_mask,
+                                labelled.pc_anomalous_points,
+                                provenance={"capture": f"{category}/{sample_id}",
+                                            "captured": capture.get("finished"),
+                                            "operator": capture.get("operator"),
+                                            "simulated_part": capture.get("devices", {}).get("simulated_part")})
+        key = writer.add(category, split, defect_type, content)
+        bucket = f"{category}/{split.value}/{defect_type}"
+        report.added[bucket] = report.added.get(bucket, 0) + 1
+        report.samples.append({"capture": f"{category}/{sample_id}", "sample": str(key),
+                               "labels": asdict(content.labels)})
+    return report

@@ -1,0 +1,301 @@
+"""Dataset builder: dual-scan alignment, annotation import, build, pack and verify."""
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dataset.align import AlignmentError, align_scans, apply_transform, merge_scans, transform_error
+from dataset.annotations import (
+    Shape,
+    defect_mask,
+    point_selection_labels,
+    read_labelme,
+    shape_mask,
+    shapes_to_label,
+)
+from dataset.records import Mesh
+from hardware_mocks.world.parts import sample_part
+from hardware_mocks.world.scanner import flip_transform, grid_spacing_for, part_mesh, partial_scan
+from hardware_mocks.world.scene import Scene
+from mulsen.errors import DataFormatError
+
+from .conftest import REAL_FIXTURES
+
+pytest.importorskip("open3d")
+LABELME = REAL_FIXTURES / "labelme"
+BUNNY = REAL_FIXTURES / "pointcloud" / "stanford_bunny_raw_scans"
+
+
+def _block_scans(rng, top_vertices=1500, placement=None):
+    scene = Scene(sample_part("alignment_block", rng, pose_jitter_mm=10, yaw_jitter_deg=180))
+    spacing = grid_spacing_for(scene, top_vertices)
+    height = part_mesh(scene, spacing).vertices[:, 2].max()
+    mesh = part_mesh(scene, spacing, wall_rows=int(np.ceil(height / spacing)))
+    if placement is None:
+        placement = (rng.uniform(-5, 5), rng.uniform(-5, 5), rng.uniform(-np.pi, np.pi))
+    scan_a = partial_scan(scene, mesh, rng)
+    scan_b = partial_scan(scene, mesh, rng, flipped=True, placement=placement)
+    return scan_a, scan_b, flip_transform(scene, float(mesh.vertices[:, 2].max()), placement)
+
+
+def test_alignment_recovers_the_flip_over_100_random_poses():
+    rng = np.random.default_rng(0)
+    successes, errors = 0, []
+    for _ in range(100):
+        scan_a, scan_b, truth = _block_scans(rng)
+        result = align_scans(scan_a, scan_b)
+        angle, offset = transform_error(result.transform, truth, scan_b.vertices.mean(0))
+        errors.append((angle, offset))
+        successes += angle < 0.05 and offset < 0.05
+        assert result.fitness > 0.3 and result.rmse < 0.06  # the reported gates are meaningful
+    assert successes >= 99, f"{successes} of 100 within 0.05 deg / 0.05 mm; worst {max(errors)}"
+
+
+def test_a_wrong_initial_guess_is_caught_by_the_gates():
+    scan_a, scan_b, truth = _block_scans(np.random.default_rng(3))
+    shifted = truth.copy()
+    shifted[:3, 3] += [40.0, 0.0, 0.0]
+    with pytest.raises(AlignmentError, match="no alignment passed the gates"):
+        align_scans(scan_a, scan_b, initial=shifted)
+    # three picked point pairs are a valid start
+    picks = scan_b.vertices[[10, 500, 1500]]
+    result = align_scans(scan_a, scan_b, point_pairs=(apply_transform(truth, picks), picks))
+    assert transform_error(result.transform, truth, picks.mean(0))[1] < 0.05
+
+
+def test_merge_keeps_a_and_adds_only_what_b_covers_alone():
+    scan_a, scan_b, truth = _block_scans(np.random.default_rng(5))
+    merged = merge_scans(scan_a, scan_b, truth, duplicate_radius=0.15)
+    np.testing.assert_array_equal(merged.vertices[: len(scan_a.vertices)], scan_a.vertices)
+    added = len(merged.vertices) - len(scan_a.vertices)
+    assert 0 < added < len(scan_b.vertices) * 0.6  # the overlap (walls, rims) is not duplicated
+    assert merged.faces.max() < len(merged.vertices)
+    bottom = apply_transform(truth, scan_b.vertices)
+    from scipy.spatial import cKDTree
+
+    assert np.percentile(cKDTree(merged.vertices).query(bottom)[0], 99) < 0.2  # nothing of B was lost
+
+
+@pytest.mark.skipif(not BUNNY.exists(), reason="shared real fixtures absent")
+def test_real_bunny_range_scans_align_like_the_published_registration():
+    from scipy.spatial.transform import Rotation
+
+    from acquisition.scans import read_scan
+
+    scan_a = read_scan(BUNNY / "bun000.ply").vertices
+    scan_b = read_scan(BUNNY / "bun045.ply").vertices
+    conf = {line.split()[1]: [float(v) for v in line.split()[2:]]
+            for line in (BUNNY / "bun.conf").read_text().splitlines() if line.startswith("bmesh")}
+    tx, ty, tz, qx, qy, qz, qw = conf["bun045.ply"]
+    # scanalyze stores the conjugate rotation: bun000 coordinates = R(q)^T p + t
+    truth = np.eye(4)
+    truth[:3, :3] = Rotation.from_quat([qx, qy, qz, qw]).as_matrix().T
+    truth[:3, 3] = [tx, ty, tz]
+    turntable = np.eye(4)
+    turntable[:3, :3] = Rotation.from_euler("y", 45, degrees=True).as_matrix()  # the operator's prior
+    result = align_scans(Mesh(scan_a, np.zeros((0, 3))), Mesh(scan_b, np.zeros((0, 3))), initial=turntable,
+                         viewpoints=(np.array([0, 0, 1.0]), np.array([0, 0, 1.0])))
+    angle, offset = transform_error(result.transform, truth, scan_b.mean(0))
+    # bun.conf is a global registration of all ten scans, not this pair's optimum: agreement to a
+    # tenth of a degree and half the 0.5 mm point spacing (units: metres) is what pairwise ICP can promise
+    assert angle < 0.1 and offset < 0.00025
+    assert result.spacing == pytest.approx(0.0005, rel=0.2)
+
+
+# -- LabelMe -------------------------------------------------------------------------------------------
+def _doc(tmp_path: Path, shapes: list[dict], size=(100, 120), **extra) -> Path:
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps({"version": "5.4.1", "shapes": shapes, "imagePath": "img.png", "imageData": None,
+                                "imageHeight": size[0], "imageWidth": size[1], **extra}))
+    return path
+
+
+def test_analytic_shapes_rasterise_with_labelme_pixel_rules(tmp_path: Path):
+    size = (100, 120)
+    square = Shape("x", np.array([[10.0, 20.0], [40.0, 60.0]]), "rectangle")
+    assert shape_mask(size, square).sum() == 31 * 41  # (w + 1)(h + 1)
+    reversed_corners = Shape("x", np.array([[40.0, 60.0], [10.0, 20.0]]), "rectangle")
+    assert np.array_equal(shape_mask(size, reversed_corners), shape_mask(size, square))
+    circle = shape_mask(size, Shape("x", np.array([[60.0, 50.0], [80.0, 50.0]]), "circle"))
+    assert circle.sum() == pytest.approx(np.pi * 20 ** 2, rel=0.05)
+    assert shape_mask(size, Shape("x", np.array([[50.0, 50.0]]), "point")).sum() == 97  # radius 5
+    line = shape_mask(size, Shape("x", np.array([[10.0, 50.0], [110.0, 50.0]]), "line"))
+    assert line.sum() == 101 * 10 and line[46:56, 60].all()  # 10 px wide, caps excluded
+    triangle = shape_mask(size, Shape("x", np.array([[0.0, 0.0], [20.0, 0.0], [0.0, 20.0]]), "polygon"))
+    assert triangle[0, 20] and triangle[20, 0] and not triangle[20, 20]  # the outline is part of the fill
+    patch = np.zeros((5, 7), bool)
+    patch[1:4, 2:5] = True
+    pasted = shape_mask(size, Shape("x", np.array([[30.0, 40.0], [36.0, 44.0]]), "mask", mask=patch))
+    assert pasted.sum() == 9 and pasted[41:44, 32:35].all()
+
+
+def test_every_labelme_generation_parses(tmp_path: Path):
+    mask_png = io.BytesIO()
+    Image.fromarray(np.ones((3, 4), np.uint8) * 255).save(mask_png, format="PNG")
+    legacy = {"shapes": [{"label": "crack", "line_color": None, "fill_color": None,
+                          "points": [[1, 1], [10, 1], [10, 8]]}],
+              "lineColor": [0, 255, 0, 128], "fillColor": [255, 0, 0, 128], "imagePath": "..\\\\imgs\\\\x.png",
+              "imageData": None}
+    path = tmp_path / "legacy.json"
+    path.write_text(json.dumps(legacy))
+    document = read_labelme(path)
+    assert document.shapes[0].shape_type == "polygon"  # 2018 files have no shape_type
+    assert document.image_file() == tmp_path / "../imgs/x.png"  # Windows separators normalised
+    with pytest.raises(DataFormatError, match="no image size"):
+        document.size()
+    modern = _doc(tmp_path, [{"label": "hole", "points": [[2, 2], [5, 4]], "shape_type": "mask", "group_id": 1,
+                              "mask": base64.b64encode(mask_png.getvalue()).decode(), "description": ""}])
+    mask, labels = defect_mask(read_labelme(modern))
+    assert labels == {"hole"} and mask.sum() == 12
+
+
+def test_broken_labelme_files_are_refused(tmp_path: Path):
+    Image.fromarray(np.zeros((50, 60), np.uint8)).save(tmp_path / "img.png")
+    with pytest.raises(DataFormatError, match=r"declares a 120x100 image but .*img.png is 60x50"):
+        read_labelme(_doc(tmp_path, [])).size()
+    for shapes, problem in (([{"label": "a", "points": [[1, 2]], "shape_type": "rectangle"}], "needs 2 points"),
+                            ([{"label": "a", "points": [[1, 2], [3, 4]]}], "more than 2 points"),
+                            ([{"points": [[1, 2]]}], "needs a label"),
+                            ([{"label": "a", "points": [[1, 2], [3, 4]], "shape_type": "mask"}], "without mask")):
+        with pytest.raises(DataFormatError, match=problem):
+            read_labelme(_doc(tmp_path, shapes))
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(DataFormatError, match=r"bad.json: not JSON"):
+        read_labelme(tmp_path / "bad.json")
+
+
+@pytest.mark.skipif(not LABELME.exists(), reason="shared real fixtures absent")
+def test_real_labelme_examples_match_the_class_pngs_shipped_with_them():
+    names = [n.strip() for n in (LABELME / "instance_segmentation/labels.txt").read_text().splitlines() if n.strip()]
+    values = {name: k - 1 for k, name in enumerate(names)}  # __ignore__ = -1, _background_ = 0
+    for stem in ("2011_000003", "2011_000006", "2011_000025"):
+        document = read_labelme(LABELME / "instance_segmentation" / f"{stem}.json")
+        classes, instances = shapes_to_label(document, values)
+        expected = np.asarray(Image.open(LABELME / "instance_segmentation/voc_SegmentationClass" / f"{stem}.png"))
+        objects = np.asarray(Image.open(LABELME / "instance_segmentation/voc_SegmentationObject" / f"{stem}.png"))
+        # labelme2voc writes ignore as 255 in classes and 0 in instances; one edge pixel may differ
+        # between Pillow releases in polygon rasterisation
+        assert (np.where(classes == -1, 255, classes) != expected).sum() <= 1
+        assert (np.where(classes == -1, 0, instances) != objects).sum() <= 1
+    tutorial = read_labelme(LABELME / "tutorial/apc2016_obj3.json")  # embedded imageData
+    labels = [n.strip() for n in (LABELME / "tutorial/label_names.txt").read_text().splitlines()]
+    classes, _ = shapes_to_label(tutorial, {name: k for k, name in enumerate(labels)})
+    expected = np.asarray(Image.open(LABELME / "tutorial/label.png"))
+    assert classes.shape == expected.shape == (907, 1210)
+    assert (classes != expected).sum() <= 0.0001 * classes.size
+    primitives = read_labelme(LABELME / "primitives/primitives.json")
+    areas = {s.label: int(shape_mask(primitives.size(), s).sum()) for s in primitives.shapes}
+    assert areas["point"] == 97 and areas["rectangle"] in (10201, 15656) and areas["octagon"] == 7275
+
+
+def test_point_selections_label_exactly_the_planted_vertices():
+    rng = np.random.default_rng(1)
+    vertices = rng.uniform(-10, 10, (2000, 3))
+    planted = rng.choice(2000, 37, replace=False)
+    selected = np.round(vertices[planted], 6)  # as written by the selection tool
+    labels = point_selection_labels(vertices, selected, 0.01)
+    assert set(np.nonzero(labels)[0]) == set(planted)
+    with pytest.raises(DataFormatError, match="1 of 38 selected points match no vertex"):
+        point_selection_labels(vertices, np.vstack([selected, [[50.0, 50.0, 50.0]]]), 0.01, "sel.txt")
+
+
+# -- build, pack, verify -----------------------------------------------------------------------------
+PLAN = [("nut", "001", "nut:1"), ("nut", "002", "nut:2"), ("nut", "003", "nut:3"), ("nut", "004", "nut:4"),
+        ("nut", "010", "nut:10:hole"), ("nut", "011", "nut:11:crack"), ("nut", "012", "nut:12:detachment_inside")]
+
+
+def _captures(root: Path, plan) -> None:
+    from hardware_mocks.sim_bench import BenchPart
+    from hardware_mocks.sim_captures import write_simulated_capture
+
+    for category, sample_id, part in plan:
+        write_simulated_capture(root, category, sample_id, BenchPart.parse(part))
+
+
+def test_build_pack_verify_round_trip_and_incremental_growth(tmp_path: Path, capsys):
+    from dataset.formats import read_labels_csv
+    from dataset.reader import MulsenDataset
+    from dataset.release import verify_release
+    from mulsen.cli import main
+
+    captures, annotations, out = tmp_path / "captures", tmp_path / "annotations", tmp_path / "dataset"
+    _captures(captures, PLAN)
+    assert main(["sim", "annotate", str(captures), "--out", str(annotations)]) == 0
+    assert (captures / "nut/010/alignment.json").exists()  # merged on the way
+    splits = tmp_path / "splits.csv"
+    splits.write_text("category,sample_id,split\nnut,001,train\nnut,002,train\nnut,003,train\nnut,004,test\n"
+                      "nut,005,test\n")
+    args = ["dataset", "build", "--captures", str(captures), "--annotations", str(annotations), "--out", str(out),
+            "--split-policy", "manifest", "--splits", str(splits)]
+    assert main(args) == 0, capsys.readouterr().out
+    dataset = MulsenDataset(out)
+    assert len(dataset.records("nut", "train")) == 3 and len(dataset.records("nut", "test")) == 4
+    # modality labels follow the annotations: hole in all three, crack in RGB+IR, detachment in IR only
+    assert read_labels_csv(out / "nut/RGB/GT/hole/data.csv")[0].__dict__ == {"rgb": 1, "infrared": 1,
+                                                                               "pointcloud": 1}
+    assert read_labels_csv(out / "nut/RGB/GT/crack/data.csv")[0].pointcloud == 0
+    detachment = read_labels_csv(out / "nut/RGB/GT/detachment_inside/data.csv")[0]
+    assert (detachment.rgb, detachment.infrared, detachment.pointcloud) == (0, 1, 0)
+    hole = dataset.load(dataset.records("nut", "test")[[r.key.defect_type for r in
+                                                          dataset.records("nut", "test")].index("hole")])
+    gt = np.loadtxt(annotations / "nut/010/pointcloud.txt", delimiter=",", skiprows=1)
+    assert hole.pc_mask.sum() == len(gt)  # every selected point became an anomalous vertex
+
+    # incremental: nothing new -> nothing added; a new capture -> appended without renumbering
+    before = sorted(p.name for p in (out / "nut/RGB/test/good").iterdir())
+    assert main(args) == 0 and "0 samples added, 7 captures already" in capsys.readouterr().out
+    _captures(captures, [("nut", "005", "nut:5")])
+    assert main(args) == 0 and "1 samples added" in capsys.readouterr().out
+    after = sorted(p.name for p in (out / "nut/RGB/test/good").iterdir())
+    assert after[: len(before)] == before and len(after) == len(before) + 1
+
+    assert main(["dataset", "pack", str(out), "--version", "1.0.0"]) == 0
+    archive = tmp_path / "dataset-1.0.0.tar.gz"
+    manifest = json.loads((tmp_path / "dataset-1.0.0.MANIFEST.json").read_text())
+    assert manifest["counts"]["nut/train"] == 3 and manifest["counts"]["nut/test/hole"] == 1
+    assert "Statistics" in (tmp_path / "dataset-1.0.0.DATASET_CARD.md").read_text()
+    assert verify_release(archive).ok
+    assert main(["dataset", "pack", str(out), "--version", "1.0.0"]) == 2  # a release is never overwritten
+
+    # unpack, flip one byte of one file: verify names it
+    import tarfile
+
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    release = tmp_path / "unpacked" / "dataset-1.0.0"
+    assert verify_release(release).ok
+    victim = release / "nut/Pointcloud/train/0.stl"
+    data = bytearray(victim.read_bytes())
+    data[100] ^= 0x01
+    victim.write_bytes(bytes(data))
+    (release / "nut/extra.txt").write_text("x")
+    report = verify_release(release)
+    assert report.problems == ["nut/Pointcloud/train/0.stl: content changed (sha256 mismatch)",
+                               "nut/extra.txt: not in the manifest"]
+    assert main(["dataset", "verify", str(release)]) == 1
+
+
+def test_build_refuses_conflicting_or_untyped_annotations(tmp_path: Path):
+    from dataset.build import build_dataset
+
+    captures, annotations = tmp_path / "captures", tmp_path / "annotations"
+    _captures(captures, [("nut", "020", "nut:20:hole")])
+    folder = annotations / "nut" / "020"
+    folder.mkdir(parents=True)
+    (folder / "pointcloud.txt").write_text("# x, y, z\n1.0,2.0,3.0\n")
+    with pytest.raises(DataFormatError, match="match no vertex"):
+        build_dataset(captures, annotations, tmp_path / "out")
+    from dataset.meshio import read_stl
+
+    vertex = read_stl(captures / "nut/020/pointcloud.stl").vertices[0]
+    (folder / "pointcloud.txt").write_text("# x, y, z\n" + ",".join(f"{v:.6f}" for v in vertex) + "\n")
+    with pytest.raises(DataFormatError, match="do not name the defect type"):
+        build_dataset(captures, annotations, tmp_path / "out")
+    (folder / "sample.json").write_text('{"defect": "hole"}')
+    report = build_dataset(captures, annotations, tmp_path / "out")
+    assert report.added == {"nut/test/hole": 1}
