@@ -200,7 +200,7 @@ def icp(target: _Target, b_points: np.ndarray, b_normals: np.ndarray, initial: n
     for _ in range(iterations):
         rotation, translation = transform[:3, :3], transform[:3, 3]
         moved = b_points @ rotation.T + translation
-        distance, index = target.tree.query(moved, distance_upper_bound=threshold)
+        distance, index = target.tree.query(moved, distance_upper_bound=threshold, workers=-1)
         ok = distance < np.inf
         ok[ok] = np.einsum("ij,ij->i", b_normals[ok] @ rotation.T, target.normals[index[ok]]) > min_normal_cos
         count = int(ok.sum())
