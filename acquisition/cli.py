@@ -129,6 +129,8 @@ def _add_session_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arm-speed", type=float, default=0.1, help="arm speed in m/s (default 0.1)")
     parser.add_argument("--scan-timeout", type=float, default=900.0, help="seconds to wait for both scans")
     parser.add_argument("--save-raw", action="store_true", help="keep the raw IR frames")
+    parser.add_argument("--calibration", type=Path, help="calibration folder from 'mulsen calibrate' (else the "
+                        "nominal bench geometry places the RGB camera)")
 
 
 def _session(args: argparse.Namespace):
@@ -138,6 +140,10 @@ def _session(args: argparse.Namespace):
     config = SessionConfig(lockin=LockInSettings(frequency_hz=args.frequency, periods=args.periods,
                                                  settle_periods=args.settle, frame_rate_hz=args.fps),
                            arm_speed_m_s=args.arm_speed, scan_timeout_s=args.scan_timeout, save_raw_ir=args.save_raw)
+    if args.calibration:
+        from calibration.placement import CalibratedPlacement
+
+        config.placement = CalibratedPlacement.load(args.calibration)
     if args.sim:
         from hardware_mocks.devices import SimBench
         from hardware_mocks.sim_bench import SimulatedBench

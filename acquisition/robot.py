@@ -292,21 +292,27 @@ class ArmGeometry:
         return float((tcp_pose[0] - origin[0]) * 1000.0), float((tcp_pose[1] - origin[1]) * 1000.0)
 
 
-def locate_part_in_ir(amplitude: np.ndarray, intrinsics: np.ndarray, camera_xy_mm=(0.0, 0.0),
-                      distance_mm: float = 300.0) -> tuple[float, float]:
-    """Bench position (mm) of the heated part: centroid of the largest warm blob in the amplitude image.
+def part_pixel_in_ir(amplitude: np.ndarray) -> tuple[float, float]:
+    """(column, row) centroid of the heated part: the largest blob above half the robust maximum.
 
-    The part's lock-in amplitude is far above the metal bench's, so half the robust maximum separates them.
+    The part's lock-in amplitude is far above the metal bench's.
     """
     from scipy import ndimage
 
     level = 0.5 * float(np.percentile(amplitude, 99.5))
     labels, count = ndimage.label(amplitude > level)
-    if count == 0:
+    if count == 0 or level <= 0:
         raise MulsenError("no part found in the IR amplitude image (nothing warmer than the bench)")
     sizes = ndimage.sum_labels(np.ones_like(amplitude), labels, index=np.arange(1, count + 1))
     rows, cols = np.nonzero(labels == 1 + int(np.argmax(sizes)))
+    return float(cols.mean()), float(rows.mean())
+
+
+def locate_part_in_ir(amplitude: np.ndarray, intrinsics: np.ndarray, camera_xy_mm=(0.0, 0.0),
+                      distance_mm: float = 300.0) -> tuple[float, float]:
+    """Bench position (mm) of the heated part, for an IR camera looking straight down (nominal geometry)."""
+    col, row = part_pixel_in_ir(amplitude)
     fx, fy, cx, cy = intrinsics[0, 0], intrinsics[1, 1], intrinsics[0, 2], intrinsics[1, 2]
-    x = camera_xy_mm[0] + (cols.mean() - cx) * distance_mm / fx
-    y = camera_xy_mm[1] - (rows.mean() - cy) * distance_mm / fy  # image rows grow towards -y
+    x = camera_xy_mm[0] + (col - cx) * distance_mm / fx
+    y = camera_xy_mm[1] - (row - cy) * distance_mm / fy  # image rows grow towards -y
     return float(x), float(y)

@@ -33,7 +33,7 @@ from .camera import Camera
 from .clock import Clock
 from .export_watch import ExportWatcher
 from .heater import Heater
-from .robot import ArmGeometry, RobotArm, locate_part_in_ir
+from .robot import ArmGeometry, RobotArm, locate_part_in_ir, part_pixel_in_ir
 from .steps import record_ir, record_rgb
 from .thermography import LockInSettings
 
@@ -103,6 +103,7 @@ class SessionConfig:
     ir_intrinsics: tuple = ((4000.0, 0.0, 319.5), (0.0, 4000.0, 239.5), (0.0, 0.0, 1.0))  # nominal; calibrate
     ir_camera_xy_mm: tuple[float, float] = (0.0, 0.0)
     ir_distance_mm: float = 300.0
+    placement: object | None = None  # calibration.placement.CalibratedPlacement, replaces the nominal geometry
 
 
 def _now_iso() -> str:
@@ -236,12 +237,20 @@ class CaptureSession:
         import tifffile
 
         amplitude = tifffile.imread(partial / "ir_amplitude.tiff")
-        intrinsics = np.asarray(devices.ir_intrinsics or self.config.ir_intrinsics, float)
-        part_xy = locate_part_in_ir(amplitude, intrinsics, self.config.ir_camera_xy_mm, self.config.ir_distance_mm)
-        target = self.config.geometry.camera_pose_above(part_xy)
+        part_pixel = part_pixel_in_ir(amplitude)
+        record: dict = {"part_ir_pixel": list(part_pixel)}
+        if self.config.placement is not None:  # calibrated: homography + RGB intrinsics + hand-eye
+            target = self.config.placement.tcp_pose_for_ir_pixel(part_pixel)
+            record["placement"] = "calibrated"
+        else:
+            intrinsics = np.asarray(devices.ir_intrinsics or self.config.ir_intrinsics, float)
+            part_xy = locate_part_in_ir(amplitude, intrinsics, self.config.ir_camera_xy_mm,
+                                        self.config.ir_distance_mm)
+            target = self.config.geometry.camera_pose_above(part_xy)
+            record.update({"placement": "nominal geometry", "part_bench_xy_mm": list(part_xy)})
         start = devices.arm.pose()
         reached = devices.arm.move_linear(target, speed=self.config.arm_speed_m_s)
-        return {"part_bench_xy_mm": list(part_xy), "start_pose": start.tolist(), "target_pose": target.tolist(),
+        return {**record, "start_pose": start.tolist(), "target_pose": np.asarray(target).tolist(),
                 "reached_pose": reached.tolist(), "joints": devices.arm.joints().tolist()}
 
     def _collect_scans(self, request: SampleRequest, devices: SessionDevices, partial: Path) -> dict:

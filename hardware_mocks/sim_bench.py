@@ -14,6 +14,7 @@ from acquisition.session import SampleRequest, SessionDevices
 from mulsen.atomic import atomic_write_text
 
 from .devices import SimBench
+from .rig import rgb_view
 from .sim_cameras import BenchPart, rgb_camera, thermal_camera
 from .world.scene import camera_for
 
@@ -49,8 +50,8 @@ class SimulatedBench:
         clock = self.state.clock()
         size = self.state.image_size
         with open_heater(self.state.heater_port, clock) as heater, connected_arm(self.state.robot_host) as arm:
-            # the RGB camera sees what lies under the arm's current position, as reported by the controller
-            rgb = rgb_camera(part, clock, size, centre=lambda: self.geometry.bench_xy_under(arm.pose()))
+            # the RGB camera sees the bench from where the arm really holds it (true mount, reported pose)
+            rgb = rgb_camera(part, clock, size, view=lambda: rgb_view(arm.pose(), size, self.geometry))
             ir = thermal_camera(part, clock, self.state.heater_edge_log, size)
             with ir, rgb:
                 operator = SimulatedOperator(Path(self.state.scan_request_dir), part, size, self.state.scan_format)

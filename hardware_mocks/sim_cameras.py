@@ -97,18 +97,16 @@ class SimulatedCamera:
         return {**self.transport.identity(), "simulated": self.description, "pixel_format": self.pixel_format}
 
 
-def rgb_camera(part: BenchPart, clock: Clock, size: str = "full", centre: Callable[[], tuple[float, float]] |
-               None = None, seed: int = 0, timeout_s: float = 2.0) -> SimulatedCamera:
-    """The RGB camera above the part (BayerRG8, like the MER2); ``centre`` gives the arm's camera position."""
+def rgb_camera(part: BenchPart, clock: Clock, size: str = "full", view: Callable[[], DownCamera] | None = None,
+               seed: int = 0, timeout_s: float = 2.0) -> SimulatedCamera:
+    """The RGB camera (BayerRG8, like the MER2); ``view`` gives its current view (from the arm's pose)."""
     scene = part.scene()
     rng = np.random.default_rng(seed)
-    geometry = camera_for("rgb", size)
-    where = centre or (lambda: tuple(scene.part.pose_xy_mm))
+    geometry = camera_for("rgb", size, tuple(scene.part.pose_xy_mm))
+    current = view or (lambda: geometry)
 
     def render(_t: float) -> np.ndarray:
-        x, y = where()
-        view = DownCamera(geometry.width, geometry.height, geometry.focal_px, (x, y, geometry.position_mm[2]))
-        return render_rgb(scene, view, rng)[0]
+        return render_rgb(scene, current(), rng)[0]
 
     config = CameraConfig(name="rgb camera (simulated)", cti=simulator_producer(), serial_number=RGB_SERIAL,
                           roi=(0, 0, geometry.width, geometry.height), trigger="software", timeout_s=timeout_s)

@@ -14,6 +14,7 @@ from acquisition.scans import write_scan
 from dataset.formats import write_ir, write_rgb
 from mulsen.atomic import atomic_folder
 
+from .rig import rgb_view
 from .scanner_sim import scan_pair
 from .sim_cameras import BenchPart
 from .world.render_rgb import render_rgb
@@ -27,7 +28,7 @@ def write_simulated_capture(root: Path, category: str, sample_id: str, part: Ben
     rng = np.random.default_rng([part.seed, 7])
     geometry = ArmGeometry()
     pose = geometry.camera_pose_above(tuple(scene.part.pose_xy_mm))
-    rgb, _ = render_rgb(scene, camera_for("rgb", size, geometry.bench_xy_under(pose)), rng)
+    rgb, _ = render_rgb(scene, rgb_view(pose, size, geometry), rng)
     amplitude = thermal_maps(scene, camera_for("ir", size)).amplitude
     scan_a, scan_b, _ = scan_pair(part, size)
     with atomic_folder(root / category / sample_id) as folder:

@@ -13,8 +13,10 @@ DESCRIPTION = """\
 Multi-sensor industrial anomaly detection (RGB + lock-in IR + 3D), from the lab bench to a detector.
 
 Roles and their commands:
-  lab operators     mulsen capture rgb|ir OUT           drive the RGB camera, lock-in IR thermography
+  lab operators     mulsen capture rgb|ir|sample|batch  drive the cameras, lock-in IR, the arm, the scanner
+                    mulsen calibrate intrinsics|hand-eye|ir-rgb   calibrate the cameras and the arm
   dataset curators  mulsen dataset validate|stats DIR   check a MulSen-AD dataset, print Table 3
+                    mulsen dataset merge|build|pack|verify   captures -> annotated release
   inspectors        mulsen train|evaluate|detect        fit the triple-sensor detector, score parts
   developers        mulsen sim dataset OUT              generate a synthetic dataset with planted defects
                     mulsen sim devices                  run the device simulators (heater pty, GenTL cameras)
@@ -31,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from acquisition.cli import register as register_capture
+    from calibration.cli import register as register_calibration
     from dataset.cli import register as register_dataset
     from detection.cli import register as register_detection
     from hardware_mocks.cli import register as register_sim
@@ -38,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .demo import register as register_demo
 
     register_capture(sub)
+    register_calibration(sub)
     register_dataset(sub)
     register_sim(sub)
     register_detection(sub)

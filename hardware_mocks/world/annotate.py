@@ -54,14 +54,14 @@ def annotate_capture(capture: Path, out: Path) -> dict:
     """
     import json
 
-    from acquisition.robot import ArmGeometry
     from dataset.formats import read_ir, read_rgb, write_pc_gt
     from dataset.meshio import read_stl
+    from hardware_mocks.rig import rgb_view
     from hardware_mocks.sim_cameras import BenchPart
     from mulsen.atomic import atomic_write_text
 
     from .render_rgb import render_rgb
-    from .scene import DownCamera, camera_for, trace
+    from .scene import camera_for, trace
 
     record = json.loads((capture / "capture.json").read_text())
     part_text = record.get("devices", {}).get("simulated_part")
@@ -73,10 +73,8 @@ def annotate_capture(capture: Path, out: Path) -> dict:
     scene = part.scene()
     rgb_shape, ir_shape = read_rgb(capture / "rgb.png").shape[:2], read_ir(capture / "infrared.png").shape
     size = "full" if rgb_shape[1] == 1280 else "small"
-    x, y = ArmGeometry().bench_xy_under(record["steps"]["arm"]["reached_pose"])
-    rgb_camera = camera_for("rgb", size)
-    rgb_view = DownCamera(rgb_camera.width, rgb_camera.height, rgb_camera.focal_px, (x, y, rgb_camera.position_mm[2]))
-    _, rgb_mask = render_rgb(scene, rgb_view, np.random.default_rng(0))
+    view = rgb_view(record["steps"]["arm"]["reached_pose"], size)
+    _, rgb_mask = render_rgb(scene, view, np.random.default_rng(0))
     ir_camera = camera_for("ir", "full")  # infrared.png is always the MulSen 640x480 frame
     hit = trace(scene, ir_camera)
     ir_mask = scene.region(hit.u, hit.v, "infrared") & hit.on_part
