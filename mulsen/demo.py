@@ -46,8 +46,8 @@ def run_demo(args: argparse.Namespace) -> int:
     _step(f"6. inspect a freshly rendered part ({capture})")
     if cli(["detect", str(capture), "--model", str(out / "models" / "capsule"), "--out", str(out / "detections")]):
         return 1
-    _step("7. capture samples through the device drivers against the simulators "
-          "(heater on a pty, GenTL cameras, UR5 controller, laser scanner)")
+    _step("7. calibrate the bench (RGB intrinsics, hand-eye, IR-to-RGB) and capture samples through the device "
+          "drivers against the simulators (heater on a pty, GenTL cameras, UR5 controller, laser scanner)")
     if capture_with_simulators(out / "captures", out / "sim_bench"):
         return 1
     _step("8. curate the captures into a MulSen-AD release: align and merge the dual scans, annotate (simulated "
@@ -68,9 +68,15 @@ def capture_with_simulators(root: Path, state: Path) -> int:
     plan = root.parent / "capture_plan.csv"
     plan.write_text("category,sample_id,part\nnut,001,nut:101\nnut,002,nut:102\nnut,003,nut:103\n"
                     "nut,004,nut:104:hole\nnut,005,nut:105:crack\n")
+    calibration = root.parent / "calibration"
     with running_simulators(state, BenchPart("nut", 101), time_scale=20.0, image_size="small"):
+        for action in (["intrinsics", "--camera", "rgb"], ["hand-eye"], ["ir-rgb"]):
+            print(f"$ mulsen calibrate {' '.join(action)} --sim {state} --out {calibration}", flush=True)
+            if cli(["calibrate", *action, "--sim", str(state), "--out", str(calibration)]):
+                return 1
         code = cli(["capture", "batch", "--plan", str(plan), "--out", str(root), "--sim", str(state),
-                    "--frequency", "0.5", "--periods", "4", "--fps", "10", "--operator", "demo"])
+                    "--frequency", "0.5", "--periods", "4", "--fps", "10", "--operator", "demo",
+                    "--calibration", str(calibration)])
     if code == 0:
         sample = root / "nut" / "004"
         print(f"sample folder {sample}: {', '.join(sorted(p.name for p in sample.iterdir()))}")
