@@ -200,7 +200,8 @@ def icp(target: _Target, b_points: np.ndarray, b_normals: np.ndarray, initial: n
     for _ in range(iterations):
         rotation, translation = transform[:3, :3], transform[:3, 3]
         moved = b_points @ rotation.T + translation
-        distance, index = target.tree.query(moved, distance_upper_bound=threshold, workers=-1)
+        workers = -1 if len(moved) > 20000 else 1  # a thread pool costs more than it saves on small queries
+        distance, index = target.tree.query(moved, distance_upper_bound=threshold, workers=workers)
         ok = distance < np.inf
         ok[ok] = np.einsum("ij,ij->i", b_normals[ok] @ rotation.T, target.normals[index[ok]]) > min_normal_cos
         count = int(ok.sum())
@@ -220,7 +221,11 @@ def icp(target: _Target, b_points: np.ndarray, b_normals: np.ndarray, initial: n
             skew[:, :, 3:] = np.eye(3)
             jacobian = np.vstack([jacobian, point_weight * skew.reshape(-1, 6)])
             rhs = np.concatenate([rhs, point_weight * (q - p).reshape(-1)])
-        step = np.linalg.lstsq(jacobian, rhs, rcond=None)[0]
+        normal_matrix = jacobian.T @ jacobian
+        try:
+            step = np.linalg.solve(normal_matrix, jacobian.T @ rhs)
+        except np.linalg.LinAlgError:  # degenerate pairs (e.g. one flat patch): least squares instead
+            step = np.linalg.lstsq(jacobian, rhs, rcond=None)[0]
         update = np.eye(4)
         update[:3, :3] = _rotation(step[:3])
         update[:3, 3] = step[3:]

@@ -31,6 +31,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--gate-fit", choices=["holdout", "paper"], default="holdout",
                     help="paper: fit the gate in-sample on the bank samples, as the original code")
     tr.add_argument("--seed", type=int, default=0)
+    nets = tr.add_argument_group("pretrained backbones (optional; the default is weight-free)")
+    nets.add_argument("--image-backbone", choices=["handcrafted", "vit_base_patch8_224.dino"], default="handcrafted",
+                      help="RGB/IR features: weight-free descriptors (default) or the paper's DINO ViT-B/8")
+    nets.add_argument("--image-weights", help="local weights file for the image backbone (.safetensors or .pth)")
+    nets.add_argument("--point-backbone", choices=["fpfh", "point_mae"], default="fpfh",
+                      help="point features: FPFH (default, weight-free) or the paper's Point-MAE")
+    nets.add_argument("--point-weights", help="local pointmae_pretrain.pth")
+    nets.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the networks run")
     tr.set_defaults(handler=_train)
 
     ev = sub.add_parser("evaluate", help="score a dataset's test split and print Table 5/6-style results",
@@ -71,8 +79,16 @@ def _train(args: argparse.Namespace) -> int:
 
     ds = _dataset(args.dataset)
     categories = ds.categories if args.all else args.category
+    from .backbones import resolve_device
+    from .features import ImageFeatureConfig, PointFeatureConfig
+
+    device = resolve_device(args.device)
     config = DetectorConfig(modalities=parse_modalities(args.modalities), coreset_ratio=args.coreset_ratio,
-                            fusion=args.fusion, gate_fit=args.gate_fit, seed=args.seed)
+                            fusion=args.fusion, gate_fit=args.gate_fit, seed=args.seed,
+                            image=ImageFeatureConfig(backbone=args.image_backbone, weights=args.image_weights,
+                                                     device=device),
+                            points=PointFeatureConfig(backbone=args.point_backbone, weights=args.point_weights,
+                                                      device=device))
     for category in categories:
         records = ds.records(category, "train")
         model = TripleADModel(category, config).fit(ds.load, records, progress=bar(f"train {category}"))

@@ -15,11 +15,15 @@ from scipy.ndimage import gaussian_filter, uniform_filter
 
 @dataclass(frozen=True)
 class ImageFeatureConfig:
-    """Handcrafted multi-scale descriptors: colour, local contrast and gradient energy, pooled per patch."""
+    """Handcrafted multi-scale descriptors (default: colour, local contrast and gradient energy, pooled per
+    patch) or the paper's DINO ViT-B/8 (``backbone="vit_base_patch8_224.dino"`` with a local ``weights`` file)."""
 
     work_width: int = 256  # images are resized to this width (aspect ratio kept)
     stride: int = 4  # patch grid step in working pixels
     scales: tuple[int, ...] = (5, 11)  # pooling window sizes
+    backbone: str = "handcrafted"
+    weights: str | None = None
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -47,10 +51,40 @@ def _channels(image: np.ndarray) -> np.ndarray:
     return np.stack(chans, axis=-1)
 
 
+_EXTRACTORS: dict = {}
+
+
+def _network(kind: str, weights: str | None, device: str):
+    """One loaded network per (kind, weights, device), reused across samples."""
+    from mulsen.errors import MulsenError
+
+    from .backbones import WEIGHT_SOURCES, PointMAEExtractor, ViTExtractor
+
+    if not weights:
+        raise MulsenError(f"backbone {kind} needs its weights as a local file ({WEIGHT_SOURCES[kind]}); nothing is "
+                          "downloaded, and the weight-free default needs none")
+    key = (kind, weights, device)
+    if key not in _EXTRACTORS:
+        factory = ViTExtractor if kind == "vit_base_patch8_224.dino" else PointMAEExtractor
+        _EXTRACTORS[key] = factory(weights, device)
+    return _EXTRACTORS[key]
+
+
+IMAGE_BACKBONES = ("handcrafted", "vit_base_patch8_224.dino")
+POINT_BACKBONES = ("fpfh", "point_mae")
+
+
 def image_features(image: np.ndarray, config: ImageFeatureConfig = ImageFeatureConfig()
                    ) -> tuple[np.ndarray, PatchGrid]:
     """(P, D) patch features of an RGB (H, W, 3) or gray (H, W) uint8 image."""
     h, w = image.shape[:2]
+    if config.backbone != "handcrafted":
+        if config.backbone not in IMAGE_BACKBONES:
+            from mulsen.errors import MulsenError
+
+            raise MulsenError(f"unknown image backbone {config.backbone!r} (choices: {', '.join(IMAGE_BACKBONES)})")
+        tokens, (rows, cols) = _network(config.backbone, config.weights, config.device)(image)
+        return tokens, PatchGrid(rows, cols, (h, w))
     work_h = max(8, round(h * config.work_width / w))
     resized = np.asarray(Image.fromarray(image).resize((config.work_width, work_h), Image.BILINEAR))
     chans = _channels(resized)
@@ -75,12 +109,16 @@ def upsample_scores(patch_scores: np.ndarray, grid: PatchGrid, sigma: float = 4.
 
 @dataclass(frozen=True)
 class PointFeatureConfig:
-    """FPFH (open3d) on a voxel-downsampled cloud; radii in millimetres, two scales concatenated."""
+    """FPFH (open3d) on a voxel-downsampled cloud, radii in millimetres, two scales concatenated (default),
+    or the paper's Point-MAE (``backbone="point_mae"`` with a local ``weights`` file)."""
 
     max_points: int = 6000
     normal_radius_mm: float = 0.8
     feature_radii_mm: tuple[float, ...] = (1.2, 2.4)
     max_nn: int = 100
+    backbone: str = "fpfh"
+    weights: str | None = None
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -110,6 +148,15 @@ def point_features(vertices: np.ndarray, config: PointFeatureConfig = PointFeatu
     """(P, 33 x scales) FPFH features at downsampled centres of a mesh's vertices (mm)."""
     import open3d as o3d
     from scipy.spatial import cKDTree
+
+    if config.backbone != "fpfh":
+        if config.backbone not in POINT_BACKBONES:
+            from mulsen.errors import MulsenError
+
+            raise MulsenError(f"unknown point backbone {config.backbone!r} (choices: {', '.join(POINT_BACKBONES)})")
+        features, centres = _network(config.backbone, config.weights, config.device)(vertices)
+        _, nearest = cKDTree(centres).query(vertices, k=1)
+        return features, PointGroups(centres, nearest.astype(np.int64))
 
     centred = vertices - vertices.mean(axis=0)
     down = _downsample(centred, config.max_points)
