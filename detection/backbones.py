@@ -238,13 +238,18 @@ class ViTExtractor:
 
 def farthest_point_sample(points: np.ndarray, count: int) -> np.ndarray:
     """Indices of ``count`` farthest points, starting at index 0 (as pointnet2_ops does)."""
+    torch = _torch()
+    cloud = torch.from_numpy(np.asarray(points, np.float64) - np.mean(points, axis=0))
+    squared = (cloud * cloud).sum(dim=1)
     chosen = np.zeros(count, np.int64)
-    distance = np.full(len(points), np.inf)
+    distance = torch.full((len(cloud),), float("inf"), dtype=torch.float64)
     current = 0
     for k in range(count):
         chosen[k] = current
-        distance = np.minimum(distance, np.sum((points - points[current]) ** 2, axis=1))
-        current = int(np.argmax(distance))
+        # |p - c|^2 = |p|^2 - 2 p.c + |c|^2: one matrix-vector product per step
+        step = torch.addmv(squared + squared[current], cloud, cloud[current], alpha=-2.0)
+        torch.minimum(distance, step, out=distance)
+        current = int(torch.argmax(distance))
     return chosen
 
 
