@@ -287,3 +287,50 @@ class PointMAEExtractor:
             features = self.model(torch.from_numpy(groups[None].astype(np.float32)).to(self.device),
                                   torch.from_numpy(centres[None].astype(np.float32)).to(self.device))[0]
         return features.float().cpu().numpy(), centres * scale + centre
+
+
+@dataclass
+class RandomConvExtractor:
+    """Weight-free candidate: a randomly initialised (seeded, He-normal) conv stack, PatchCore-style features.
+
+    Layers 2 and 3 (strides 4 and 8) are locally averaged (3x3) and concatenated on the stride-4 grid,
+    as PatchCore aggregates a pretrained network's mid-level maps; nothing is trained or downloaded.
+    """
+
+    work_width: int = 256
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        torch = _torch()
+        nn = torch.nn
+        generator = torch.Generator().manual_seed(self.seed)
+        self.layers = nn.ModuleList([nn.Conv2d(3, 32, 3, 2, 1), nn.Conv2d(32, 64, 3, 2, 1),
+                                     nn.Conv2d(64, 128, 3, 2, 1)])
+        for layer in self.layers:
+            with torch.no_grad():
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator)
+                                   * np.sqrt(2.0 / layer.weight[0].numel()))
+                layer.bias.zero_()
+        self.layers.eval().to(resolve_device(self.device))
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        torch = _torch()
+        functional = torch.nn.functional
+        from PIL import Image
+
+        rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
+        height = max(16, round(rgb.shape[0] * self.work_width / rgb.shape[1]))
+        resized = np.asarray(Image.fromarray(rgb).resize((self.work_width, height), Image.BILINEAR), np.float32)
+        normalised = (resized / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+        x = torch.from_numpy(normalised.transpose(2, 0, 1)[None].astype(np.float32))
+        maps = []
+        with torch.inference_mode():
+            for layer in self.layers:
+                x = functional.relu(layer(x))
+                maps.append(x)
+            mid, deep = (functional.avg_pool2d(m, 3, 1, 1) for m in maps[1:])
+            deep = functional.interpolate(deep, size=mid.shape[-2:], mode="bilinear", align_corners=False)
+            features = torch.cat([mid, deep], dim=1)[0]
+        rows, cols = features.shape[-2:]
+        return features.permute(1, 2, 0).reshape(rows * cols, -1).numpy(), (rows, cols)

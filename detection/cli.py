@@ -32,8 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="paper: fit the gate in-sample on the bank samples, as the original code")
     tr.add_argument("--seed", type=int, default=0)
     nets = tr.add_argument_group("pretrained backbones (optional; the default is weight-free)")
-    nets.add_argument("--image-backbone", choices=["handcrafted", "vit_base_patch8_224.dino"], default="handcrafted",
-                      help="RGB/IR features: weight-free descriptors (default) or the paper's DINO ViT-B/8")
+    nets.add_argument("--image-backbone", choices=["handcrafted", "raw_patches", "random_conv",
+                                                   "vit_base_patch8_224.dino"],
+                      default="handcrafted", help="RGB/IR features: weight-free descriptors (default); raw pixel "
+                      "blocks or a random conv stack (weight-free, for comparison); or the paper's DINO ViT-B/8")
     nets.add_argument("--image-weights", help="local weights file for the image backbone (.safetensors or .pth)")
     nets.add_argument("--point-backbone", choices=["fpfh", "point_mae"], default="fpfh",
                       help="point features: FPFH (default, weight-free) or the paper's Point-MAE")

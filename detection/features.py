@@ -58,8 +58,13 @@ def _network(kind: str, weights: str | None, device: str):
     """One loaded network per (kind, weights, device), reused across samples."""
     from mulsen.errors import MulsenError
 
-    from .backbones import WEIGHT_SOURCES, PointMAEExtractor, ViTExtractor
+    from .backbones import WEIGHT_SOURCES, PointMAEExtractor, RandomConvExtractor, ViTExtractor
 
+    if kind == "random_conv":
+        key = (kind, None, device)
+        if key not in _EXTRACTORS:
+            _EXTRACTORS[key] = RandomConvExtractor(device=device)
+        return _EXTRACTORS[key]
     if not weights:
         raise MulsenError(f"backbone {kind} needs its weights as a local file ({WEIGHT_SOURCES[kind]}); nothing is "
                           "downloaded, and the weight-free default needs none")
@@ -70,7 +75,7 @@ def _network(kind: str, weights: str | None, device: str):
     return _EXTRACTORS[key]
 
 
-IMAGE_BACKBONES = ("handcrafted", "vit_base_patch8_224.dino")
+IMAGE_BACKBONES = ("handcrafted", "raw_patches", "random_conv", "vit_base_patch8_224.dino")
 POINT_BACKBONES = ("fpfh", "point_mae")
 
 
@@ -78,6 +83,14 @@ def image_features(image: np.ndarray, config: ImageFeatureConfig = ImageFeatureC
                    ) -> tuple[np.ndarray, PatchGrid]:
     """(P, D) patch features of an RGB (H, W, 3) or gray (H, W) uint8 image."""
     h, w = image.shape[:2]
+    if config.backbone == "raw_patches":  # weight-free baseline: the working image's raw 4x4 pixel blocks
+        work_h = max(8, round(h * config.work_width / w))
+        resized = np.asarray(Image.fromarray(image).resize((config.work_width, work_h), Image.BILINEAR), np.float32)
+        resized = resized[..., None] if resized.ndim == 2 else resized
+        s = config.stride
+        rows, cols = work_h // s, config.work_width // s
+        blocks = resized[: rows * s, : cols * s].reshape(rows, s, cols, s, -1).transpose(0, 2, 1, 3, 4)
+        return (blocks.reshape(rows * cols, -1) / 255.0).astype(np.float32), PatchGrid(rows, cols, (h, w))
     if config.backbone != "handcrafted":
         if config.backbone not in IMAGE_BACKBONES:
             from mulsen.errors import MulsenError
