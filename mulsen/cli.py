@@ -19,7 +19,8 @@ Roles and their commands:
                     mulsen dataset merge|build|pack|verify   captures -> annotated release
   inspectors        mulsen train|evaluate|detect        fit the triple-sensor detector, score parts
   developers        mulsen sim dataset OUT              generate a synthetic dataset with planted defects
-                    mulsen sim devices                  run the device simulators (heater pty, GenTL cameras)
+                    mulsen sim devices                  run the device simulators (heater, cameras, UR5, scanner)
+                    mulsen sim annotate CAPTURES        play the curator on simulated captures
   everyone          mulsen demo                         the end-to-end demo on the simulators
 
 Run 'mulsen COMMAND --help' for the details of each command.

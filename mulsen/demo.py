@@ -11,7 +11,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser(
         "demo", help="run the end-to-end demo on the simulators",
         description="Generate a small synthetic MulSen-AD dataset from the virtual world, validate it, print its "
-        "statistics, then train the weight-free triple-sensor detector and evaluate it.")
+        "statistics, train the weight-free triple-sensor detector and evaluate it, inspect a fresh part; then "
+        "calibrate the simulated bench, capture samples through the real drivers against the device simulators, "
+        "and curate them into a validated, packed and verified release.")
     demo.add_argument("--out", type=Path, default=Path("demo_out"), help="work folder (recreated)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(handler=run_demo)
