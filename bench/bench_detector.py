@@ -21,14 +21,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--train", type=int, default=100)
     parser.add_argument("--test", type=int, default=6)
+    parser.add_argument("--data", type=Path, help="reuse (or create) the generated dataset here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        config = GenerationConfig(categories=("capsule",), train=args.train, test_good=args.test // 2,
-                                  test_bad=args.test - args.test // 2, size="full", seed=1)
-        t = time.perf_counter()
-        generate_dataset(Path(tmp) / "ds", config, jobs=2)
-        print(f"generate_full_s_per_sample: {(time.perf_counter() - t) / (args.train + args.test):.2f} s")
-        ds = MulsenDataset(Path(tmp) / "ds")
+        root = args.data or Path(tmp) / "ds"
+        if not root.exists():
+            config = GenerationConfig(categories=("capsule",), train=args.train, test_good=args.test // 2,
+                                      test_bad=args.test - args.test // 2, size="full", seed=1)
+            t = time.perf_counter()
+            generate_dataset(root, config, jobs=2)
+            print(f"generate_full_s_per_sample: {(time.perf_counter() - t) / (args.train + args.test):.2f} s")
+        ds = MulsenDataset(root)
         t = time.perf_counter()
         model = TripleADModel("capsule", DetectorConfig()).fit(ds.load, ds.records("capsule", "train"))
         print(f"train_s_{args.train}_normals: {time.perf_counter() - t:.1f} s")

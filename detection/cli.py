@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--out", type=Path, required=True, help="models folder (one subfolder per category)")
     tr.add_argument("--modalities", default="rgb,ir,pc", help="comma list of rgb, ir, pc (default all three)")
     tr.add_argument("--coreset-ratio", type=float, default=0.1)
+    tr.add_argument("--coreset-projection-dim", type=int, default=None,
+                    help="dimensions the coreset selection works in (random projection; default: the model's)")
     tr.add_argument("--fusion", choices=["gate", "zmean", "max"], default="zmean",
                     help="zmean (default): mean of held-out z-scores; gate: the paper's SGDOneClassSVM weighting "
                     "(fragile with few held-out normals); max: largest z-score")
@@ -87,6 +89,8 @@ def _train(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     config = DetectorConfig(modalities=parse_modalities(args.modalities), coreset_ratio=args.coreset_ratio,
                             fusion=args.fusion, gate_fit=args.gate_fit, seed=args.seed,
+                            **({"coreset_projection_dim": args.coreset_projection_dim}
+                               if args.coreset_projection_dim else {}),
                             image=ImageFeatureConfig(backbone=args.image_backbone, weights=args.image_weights,
                                                      device=device),
                             points=PointFeatureConfig(backbone=args.point_backbone, weights=args.point_weights,

@@ -70,7 +70,7 @@ class MemoryBank:
 
     @classmethod
     def fit(cls, feature_sets: list[np.ndarray], coreset_ratio: float = 0.1, max_size: int = 20000,
-            seed: int = 0) -> MemoryBank:
+            seed: int = 0, projection_dim: int = 128) -> MemoryBank:
         stacked = np.concatenate(feature_sets).astype(np.float32)
         mean = stacked.mean(axis=0)
         std = stacked.std(axis=0)
@@ -78,7 +78,7 @@ class MemoryBank:
         scale = std + 0.05 * float(std.mean()) + 1e-6
         normed = (stacked - mean) / scale
         size = max(1, min(max_size, round(len(normed) * coreset_ratio)))
-        keep = greedy_coreset(normed, size, seed=seed)
+        keep = greedy_coreset(normed, size, projection_dim=projection_dim, seed=seed)
         return cls(normed[keep], mean, scale)
 
     def score(self, features: np.ndarray) -> np.ndarray:
