@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                       default="handcrafted", help="RGB/IR features: weight-free descriptors (default); raw pixel "
                       "blocks or a random conv stack (weight-free, for comparison); or the paper's DINO ViT-B/8")
     nets.add_argument("--image-weights", help="local weights file for the image backbone (.safetensors or .pth)")
+    nets.add_argument("--ir-backbone", choices=["auto", "handcrafted", "raw_patches", "random_conv"], default="auto",
+                      help="IR features: auto = raw pixel blocks with the weight-free default, else the image "
+                      "backbone (as in the paper)")
     nets.add_argument("--point-backbone", choices=["fpfh", "point_mae"], default="fpfh",
                       help="point features: FPFH (default, weight-free) or the paper's Point-MAE")
     nets.add_argument("--point-weights", help="local pointmae_pretrain.pth")
@@ -78,6 +81,14 @@ def _dataset(path: Path):
     return MulsenDataset(path)
 
 
+def _ir_config(args: argparse.Namespace):
+    from .features import ImageFeatureConfig
+
+    if args.ir_backbone == "auto":
+        return ImageFeatureConfig(backbone="raw_patches") if args.image_backbone == "handcrafted" else None
+    return ImageFeatureConfig(backbone=args.ir_backbone)
+
+
 def _train(args: argparse.Namespace) -> int:
     from .model import DetectorConfig, TripleADModel, parse_modalities
 
@@ -93,6 +104,7 @@ def _train(args: argparse.Namespace) -> int:
                                if args.coreset_projection_dim else {}),
                             image=ImageFeatureConfig(backbone=args.image_backbone, weights=args.image_weights,
                                                      device=device),
+                            infrared=_ir_config(args),
                             points=PointFeatureConfig(backbone=args.point_backbone, weights=args.point_weights,
                                                       device=device))
     for category in categories:

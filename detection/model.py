@@ -71,6 +71,9 @@ class DetectorConfig:
     false_alarm_rate: float = 0.05
     seed: int = 0
     image: ImageFeatureConfig = field(default_factory=ImageFeatureConfig)
+    # IR's own extractor (None: the same as RGB). Raw pixel blocks suit IR's smooth amplitude defects best
+    # among the weight-free candidates (bench/README.md).
+    infrared: ImageFeatureConfig | None = field(default_factory=lambda: ImageFeatureConfig(backbone="raw_patches"))
     points: PointFeatureConfig = field(default_factory=PointFeatureConfig)
 
     def to_json(self) -> dict:
@@ -84,6 +87,10 @@ class DetectorConfig:
                                               for k, v in data["image"].items()})
         data["points"] = PointFeatureConfig(**{k: tuple(v) if isinstance(v, list) else v
                                                for k, v in data["points"].items()})
+        data.setdefault("infrared", None)  # models saved before IR had its own extractor used RGB's
+        if data["infrared"] is not None:
+            data["infrared"] = ImageFeatureConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                                     for k, v in data["infrared"].items()})
         return cls(**data)
 
 
@@ -97,7 +104,7 @@ def extract(modality: str, data: SampleData, config: DetectorConfig):
     if modality == "rgb":
         return image_features(data.rgb, config.image)
     if modality == "infrared":
-        return image_features(data.infrared, config.image)
+        return image_features(data.infrared, config.infrared or config.image)
     return point_features(data.mesh.vertices, config.points)
 
 
