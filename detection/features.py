@@ -6,6 +6,7 @@ geometry maps patch/group scores back to pixels or vertices.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,7 @@ def _channels(image: np.ndarray) -> np.ndarray:
 
 
 _EXTRACTORS: dict = {}
+_EXTRACTORS_LOCK = threading.Lock()  # training extracts on two threads: load each network once
 
 
 def _network(kind: str, weights: str | None, device: str):
@@ -60,19 +62,19 @@ def _network(kind: str, weights: str | None, device: str):
 
     from .backbones import WEIGHT_SOURCES, PointMAEExtractor, RandomConvExtractor, ViTExtractor
 
-    if kind == "random_conv":
-        key = (kind, None, device)
-        if key not in _EXTRACTORS:
-            _EXTRACTORS[key] = RandomConvExtractor(device=device)
-        return _EXTRACTORS[key]
-    if not weights:
+    if kind != "random_conv" and not weights:
         raise MulsenError(f"backbone {kind} needs its weights as a local file ({WEIGHT_SOURCES[kind]}); nothing is "
                           "downloaded, and the weight-free default needs none")
     key = (kind, weights, device)
-    if key not in _EXTRACTORS:
-        factory = ViTExtractor if kind == "vit_base_patch8_224.dino" else PointMAEExtractor
-        _EXTRACTORS[key] = factory(weights, device)
-    return _EXTRACTORS[key]
+    with _EXTRACTORS_LOCK:
+        if key not in _EXTRACTORS:
+            if kind == "random_conv":
+                _EXTRACTORS[key] = RandomConvExtractor(device=device)
+            elif kind == "vit_base_patch8_224.dino":
+                _EXTRACTORS[key] = ViTExtractor(weights, device)
+            else:
+                _EXTRACTORS[key] = PointMAEExtractor(weights, device)
+        return _EXTRACTORS[key]
 
 
 IMAGE_BACKBONES = ("handcrafted", "raw_patches", "random_conv", "vit_base_patch8_224.dino")

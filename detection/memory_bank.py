@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 try:
@@ -67,6 +69,7 @@ class MemoryBank:
         self.mean = np.asarray(mean, np.float32)
         self.scale = np.asarray(scale, np.float32)
         self._index = None
+        self._index_lock = threading.Lock()  # scoring runs on several threads; build the index once
 
     @classmethod
     def fit(cls, feature_sets: list[np.ndarray], coreset_ratio: float = 0.1, max_size: int = 20000,
@@ -84,7 +87,12 @@ class MemoryBank:
     def score(self, features: np.ndarray) -> np.ndarray:
         """Nearest-neighbour distance of every patch to the bank."""
         normed = (np.asarray(features, np.float32) - self.mean) / self.scale
-        if faiss is not None and self._index is None:
-            self._index = faiss.IndexFlatL2(self.features.shape[1])
-            self._index.add(self.features)
-        return nearest_distances(normed, self.features, index=self._index)
+        index = None
+        if faiss is not None:
+            with self._index_lock:
+                if self._index is None:
+                    built = faiss.IndexFlatL2(self.features.shape[1])
+                    built.add(self.features)
+                    self._index = built  # published only when complete
+                index = self._index
+        return nearest_distances(normed, self.features, index=index)
