@@ -79,7 +79,7 @@ def test_a_simulated_capture_records_the_virtual_part(tmp_path: Path, bench):
     maps = thermal_maps(scene, camera_for("ir", "small"))
     amplitude = tifffile.imread(folder / "ir_amplitude.tiff")
     on = maps.amplitude > 1.0
-    assert np.median(np.abs(amplitude[on] - maps.amplitude[on]) / maps.amplitude[on]) < 0.02
+    assert np.median(np.abs(amplitude[on] - maps.amplitude[on]) / maps.amplitude[on]) < 0.03
     # RGB = this part seen from where the arm really holds the camera when it stopped
     from hardware_mocks.rig import rgb_view
 
