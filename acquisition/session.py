@@ -141,7 +141,7 @@ class CaptureSession:
                 try:
                     self.announce(f"{request.category}/{request.sample_id}: step {step} "
                                   f"({STEPS.index(step) + 1}/{len(STEPS)})")
-                    record = self._run_step(step, request, devices, partial, progress)
+                    record = self._run_step(step, request, devices, partial)
                 except BaseException as exc:
                     devices.arm.stop()
                     problem = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
@@ -222,8 +222,7 @@ class CaptureSession:
         return final
 
     # -- steps ---------------------------------------------------------------------------------------
-    def _run_step(self, step: str, request: SampleRequest, devices: SessionDevices, partial: Path,
-                  progress: dict) -> dict:
+    def _run_step(self, step: str, request: SampleRequest, devices: SessionDevices, partial: Path) -> dict:
         if step == "ir":
             return record_ir(devices.ir_camera, devices.heater, devices.clock, self.config.lockin, partial,
                              save_raw=self.config.save_raw_ir, show_progress=self.show_progress)

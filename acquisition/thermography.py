@@ -12,7 +12,7 @@ import json
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +73,6 @@ class LockInCapture:
     heater: str
     camera: dict
     heater_off_confirmed: bool = True
-    notes: list[str] = field(default_factory=list)
 
 
 def edge_schedule(t_on: float, settings: LockInSettings) -> list[tuple[float, bool]]:

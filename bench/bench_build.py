@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dataset.build import BuildConfig, build_dataset
 from dataset.release import pack_dataset, verify_release
-from hardware_mocks.sim_bench import BenchPart
+from hardware_mocks.sim_cameras import BenchPart
 from hardware_mocks.sim_captures import write_simulated_capture
 from hardware_mocks.world.annotate import annotate_capture
 

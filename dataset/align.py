@@ -16,6 +16,7 @@ import numpy as np
 
 from mulsen.errors import MulsenError
 
+from .meshio import vertex_normals
 from .records import Mesh
 
 COARSE_POINTS = 20000
@@ -92,14 +93,7 @@ def _cloud(points: np.ndarray, normals: np.ndarray | None = None):
 
 
 def mesh_normals(mesh: Mesh) -> np.ndarray:
-    """Area-weighted vertex normals of a triangle mesh (outward for consistently wound scans)."""
-    tri = mesh.vertices[mesh.faces]
-    face = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normals = np.zeros_like(mesh.vertices)
-    for k in range(3):
-        np.add.at(normals, mesh.faces[:, k], face)
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    return normals / np.where(length > 0, length, 1)
+    return vertex_normals(mesh.vertices, mesh.faces)
 
 
 def cloud_normals(points: np.ndarray, viewpoint: np.ndarray, neighbours: int = 20) -> np.ndarray:

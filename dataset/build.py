@@ -165,8 +165,9 @@ def build_dataset(captures: Path, annotations: Path | None, out: Path, config: B
     """Add every capture not yet in ``out`` to the dataset; return what was added."""
     config = config or BuildConfig()
     done = already_built(out)
-    todo = [item for item in capture_folders(captures) if f"{item[0]}/{item[1]}" not in done]
-    report = BuildReport(skipped=len(capture_folders(captures)) - len(todo))
+    found = capture_folders(captures)
+    todo = [item for item in found if f"{item[0]}/{item[1]}" not in done]
+    report = BuildReport(skipped=len(found) - len(todo))
     writer = DatasetWriter(out)
     items = progress(todo, len(todo)) if progress else todo
     for category, sample_id, folder in items:

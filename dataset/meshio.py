@@ -123,3 +123,14 @@ def write_stl(path: str | Path, mesh: Mesh, overwrite: bool = False) -> None:
         handle.write(header)
         handle.write(np.uint32(tri.shape[0]).tobytes())
         handle.write(records.tobytes())
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals (outward for consistently wound meshes); zero for unused vertices."""
+    tri = vertices[faces]
+    face_normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normals = np.zeros_like(vertices, dtype=np.float64)
+    for k in range(3):
+        np.add.at(normals, faces[:, k], face_normals)
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    return normals / np.where(length > 0, length, 1)

@@ -312,7 +312,8 @@ class RandomConvExtractor:
                 layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator)
                                    * np.sqrt(2.0 / layer.weight[0].numel()))
                 layer.bias.zero_()
-        self.layers.eval().to(resolve_device(self.device))
+        self.device = resolve_device(self.device)
+        self.layers.eval().to(self.device)
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         torch = _torch()
@@ -323,7 +324,7 @@ class RandomConvExtractor:
         height = max(16, round(rgb.shape[0] * self.work_width / rgb.shape[1]))
         resized = np.asarray(Image.fromarray(rgb).resize((self.work_width, height), Image.BILINEAR), np.float32)
         normalised = (resized / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-        x = torch.from_numpy(normalised.transpose(2, 0, 1)[None].astype(np.float32))
+        x = torch.from_numpy(normalised.transpose(2, 0, 1)[None].astype(np.float32)).to(self.device)
         maps = []
         with torch.inference_mode():
             for layer in self.layers:
@@ -333,4 +334,4 @@ class RandomConvExtractor:
             deep = functional.interpolate(deep, size=mid.shape[-2:], mode="bilinear", align_corners=False)
             features = torch.cat([mid, deep], dim=1)[0]
         rows, cols = features.shape[-2:]
-        return features.permute(1, 2, 0).reshape(rows * cols, -1).numpy(), (rows, cols)
+        return features.permute(1, 2, 0).reshape(rows * cols, -1).cpu().numpy(), (rows, cols)

@@ -16,13 +16,14 @@ import math
 import os
 import re
 import select
-import signal
 import sys
 import tty
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from acquisition.clock import ScaledClock
+
+from .processes import stop_event
 
 RATED_POWER_W = 500.0
 AMBIENT_C = 23.0
@@ -182,17 +183,10 @@ def serve(model: HeaterModel, clock: ScaledClock, link: str | None, garble_every
         Path(tmp).symlink_to(path)
         os.replace(tmp, link)
     print(f"READY {path}", flush=True)
-    running = True
-
-    def stop(*_):
-        nonlocal running
-        running = False
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stopping = stop_event()
     pending = b""
     replies = 0
-    while running:
+    while not stopping.is_set():
         ready, _, _ = select.select([master], [], [], 0.005)
         now = clock.now()
         model.advance(now)

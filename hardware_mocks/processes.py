@@ -7,12 +7,21 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from mulsen.errors import MulsenError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def stop_event() -> threading.Event:
+    """In a simulator process: an event set by SIGTERM or SIGINT, for the serving loop to end cleanly."""
+    event = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: event.set())
+    return event
 
 
 class SimulatorProcess:

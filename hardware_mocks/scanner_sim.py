@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ import numpy as np
 
 from acquisition.scans import write_scan
 
+from .processes import stop_event
 from .sim_cameras import BenchPart
 from .world.generate import TOP_VERTICES
 from .world.scanner import flip_transform, grid_spacing_for, part_mesh, partial_scan
@@ -64,16 +64,9 @@ def export(mesh, path: Path, fmt: str, write_s: float, mode: str) -> None:
 
 
 def serve(requests: Path, exports: Path, log: Path | None) -> None:
-    running = True
-
-    def stop(*_):
-        nonlocal running
-        running = False
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stopping = stop_event()
     counter = len(list(exports.glob("scan_*")))
-    while running:
+    while not stopping.is_set():
         pending = sorted(requests.glob("*.json"))
         if not pending:
             time.sleep(0.05)

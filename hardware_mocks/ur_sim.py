@@ -25,6 +25,8 @@ from scipy.spatial.transform import Rotation, Slerp
 
 from acquisition.ur_kinematics import HOME_JOINTS, forward_kinematics, inverse_kinematics, matrix_to_pose
 
+from .processes import stop_event
+
 PORT = 30002
 RATE_HZ = 10.0
 ROBOT_MODE_RUNNING = 7
@@ -114,12 +116,11 @@ class ControllerServer:
         self.log = open(script_log, "a", buffering=1) if script_log else None  # noqa: SIM115 (lives with the server)
         self.silent = False
         self.drop = False
-        self.running = True
         self._pending = b""
 
-    def serve(self) -> None:
+    def serve(self, stopping) -> None:
         next_packet = time.monotonic()
-        while self.running:
+        while not stopping.is_set():
             sockets = [self.listener] + ([self.client] if self.client else [])
             ready, _, _ = select.select(sockets, [], [], max(0.0, next_packet - time.monotonic()))
             now = time.monotonic()
@@ -178,15 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     def drop(*_):
         server.drop = True
 
-    def stop(*_):
-        server.running = False
-
     signal.signal(signal.SIGUSR1, quiet)
     signal.signal(signal.SIGUSR2, drop)
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     print(f"READY {args.host}:{args.port}", flush=True)
-    server.serve()
+    server.serve(stop_event())
     return 0
 
 

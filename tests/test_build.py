@@ -210,7 +210,7 @@ PLAN = [("nut", "001", "nut:1"), ("nut", "002", "nut:2"), ("nut", "003", "nut:3"
 
 
 def _captures(root: Path, plan) -> None:
-    from hardware_mocks.sim_bench import BenchPart
+    from hardware_mocks.sim_cameras import BenchPart
     from hardware_mocks.sim_captures import write_simulated_capture
 
     for category, sample_id, part in plan:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dataset.meshio import vertex_normals
 from dataset.records import Mesh
 
 from .scene import Scene
@@ -127,16 +128,6 @@ def flip_transform(scene: Scene, height_mm: float, placement: tuple[float, float
     upright = to_scanner_frame(scene, probe)
     flipped = to_scanner_frame(scene, probe, flipped=True, height_mm=height_mm, placement=placement)
     return rigid_from_pairs(flipped, upright)
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    tri = vertices[faces]
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normals = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(normals, faces[:, k], fn)
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    return normals / np.where(length > 0, length, 1)
 
 
 def scan_mesh(scene: Scene, mesh: PartMesh, rng: np.random.Generator, noise_mm: float = SCAN_NOISE_MM) -> Mesh:
