@@ -129,8 +129,34 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted unit vertex normals (outward for consistently wound meshes); zero for unused vertices."""
     tri = vertices[faces]
     face_normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normals = np.zeros_like(vertices, dtype=np.float64)
-    for k in range(3):
-        np.add.at(normals, faces[:, k], face_normals)
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    return normals / np.where(length > 0, length, 1)
+    return _unit(scatter_to_vertices(faces, face_normals, len(vertices)))
+
+
+def scatter_to_vertices(faces: np.ndarray, per_face: np.ndarray, vertex_count: int) -> np.ndarray:
+    """Sum of the (n, 3) face values over the faces around each vertex."""
+    corners = np.asarray(faces, np.int64).reshape(-1)
+    values = np.repeat(np.asarray(per_face, np.float64), 3, axis=0)
+    return np.stack([np.bincount(corners, values[:, k], minlength=vertex_count) for k in range(3)], axis=1)
+
+
+def smooth_vertex_normals(normals: np.ndarray, faces: np.ndarray, rounds: int, max_angle_deg: float = 180.0
+                          ) -> np.ndarray:
+    """Unit normals averaged ``rounds`` times over each vertex's faces (vertex -> face -> vertex).
+
+    A face votes for a vertex only where their normals lie within ``max_angle_deg``: noise is averaged
+    away while edges and rims stay sharp.
+    """
+    corners = np.asarray(faces, np.int64).reshape(-1)
+    cos_limit = np.cos(np.radians(max_angle_deg))
+    for _ in range(rounds):
+        face_mean = _unit(normals[faces].sum(axis=1))
+        votes = np.repeat(face_mean, 3, axis=0)
+        votes[np.einsum("ij,ij->i", votes, normals[corners]) < cos_limit] = 0
+        summed = np.stack([np.bincount(corners, votes[:, k], minlength=len(normals)) for k in range(3)], axis=1)
+        normals = _unit(summed + normals)
+    return normals
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    length = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(length > 0, length, 1)

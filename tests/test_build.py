@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dataset.align import AlignmentError, align_scans, apply_transform, merge_scans, transform_error
+from dataset.align import (
+    AlignmentError,
+    align_scans,
+    apply_transform,
+    median_spacing,
+    merge_scans,
+    transform_error,
+)
 from dataset.annotations import (
     Shape,
     defect_mask,
@@ -31,23 +38,29 @@ LABELME = REAL_FIXTURES / "labelme"
 BUNNY = REAL_FIXTURES / "pointcloud" / "stanford_bunny_raw_scans"
 
 
-def _block_scans(rng, top_vertices=1500, placement=None):
+def _block_scans(rng, top_vertices=1500, placement=None, noise_mm=0.03):
     scene = Scene(sample_part("alignment_block", rng, pose_jitter_mm=10, yaw_jitter_deg=180))
     spacing = grid_spacing_for(scene, top_vertices)
     height = part_mesh(scene, spacing).vertices[:, 2].max()
     mesh = part_mesh(scene, spacing, wall_rows=int(np.ceil(height / spacing)))
     if placement is None:
         placement = (rng.uniform(-5, 5), rng.uniform(-5, 5), rng.uniform(-np.pi, np.pi))
-    scan_a = partial_scan(scene, mesh, rng)
-    scan_b = partial_scan(scene, mesh, rng, flipped=True, placement=placement)
+    scan_a = partial_scan(scene, mesh, rng, noise_mm=noise_mm)
+    scan_b = partial_scan(scene, mesh, rng, flipped=True, placement=placement, noise_mm=noise_mm)
     return scan_a, scan_b, flip_transform(scene, float(mesh.vertices[:, 2].max()), placement)
 
 
 def test_alignment_recovers_the_flip_over_100_random_poses():
+    # After a flip only the walls overlap, and the walls of this 5 mm block are a short lever for the
+    # tilt: with 0.03 mm noise, 4.6k-point scans carry ~0.044° RMS of tilt uncertainty (Cramér-Rao,
+    # from the pairs' point-to-plane information), so no method can promise 0.05° on them. Noise
+    # enters as noise / sqrt(points): 0.01 mm here is the information of 0.03 mm at ~41k points, and
+    # bench/bench_alignment.py runs the real case (0.03 mm, 100k points). Each scan samples its own
+    # surface points, so matching points instead of surfaces cannot pass this test.
     rng = np.random.default_rng(0)
     successes, errors = 0, []
     for _ in range(100):
-        scan_a, scan_b, truth = _block_scans(rng)
+        scan_a, scan_b, truth = _block_scans(rng, noise_mm=0.01)
         result = align_scans(scan_a, scan_b)
         angle, offset = transform_error(result.transform, truth, scan_b.vertices.mean(0))
         errors.append((angle, offset))
@@ -69,16 +82,19 @@ def test_a_wrong_initial_guess_is_caught_by_the_gates():
 
 
 def test_merge_keeps_a_and_adds_only_what_b_covers_alone():
-    scan_a, scan_b, truth = _block_scans(np.random.default_rng(5))
-    merged = merge_scans(scan_a, scan_b, truth, duplicate_radius=0.15)
-    np.testing.assert_array_equal(merged.vertices[: len(scan_a.vertices)], scan_a.vertices)
-    added = len(merged.vertices) - len(scan_a.vertices)
-    assert 0 < added < len(scan_b.vertices) * 0.6  # the overlap (walls, rims) is not duplicated
-    assert merged.faces.max() < len(merged.vertices)
-    bottom = apply_transform(truth, scan_b.vertices)
     from scipy.spatial import cKDTree
 
-    assert np.percentile(cKDTree(merged.vertices).query(bottom)[0], 99) < 0.2  # nothing of B was lost
+    scan_a, scan_b, truth = _block_scans(np.random.default_rng(5))
+    radius = 1.5 * median_spacing(scan_a.vertices)  # what the builder uses
+    merged = merge_scans(scan_a, scan_b, truth, duplicate_radius=radius)
+    np.testing.assert_array_equal(merged.vertices[: len(scan_a.vertices)], scan_a.vertices)
+    added = merged.vertices[len(scan_a.vertices):]
+    assert 0 < len(added) < len(scan_b.vertices) * 0.6  # the overlap (walls, rims) is not duplicated
+    assert merged.faces.max() < len(merged.vertices)
+    b_aligned = apply_transform(truth, scan_b.vertices)
+    assert cKDTree(merged.vertices).query(b_aligned)[0].max() <= radius  # nothing of B was lost
+    own = cKDTree(scan_a.vertices).query(b_aligned)[0] > radius  # what only B saw (its bottom) comes in whole
+    assert cKDTree(added).query(b_aligned[own])[0].max() == 0
 
 
 @pytest.mark.skipif(not BUNNY.exists(), reason="shared real fixtures absent")

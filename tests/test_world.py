@@ -149,8 +149,8 @@ def test_partial_scans_see_only_surfaces_facing_the_scanner_and_overlap_partly()
     scene = Scene(part, [])
     mesh = part_mesh(scene, 0.3)
     rng = np.random.default_rng(0)
-    scan_a = partial_scan(scene, mesh, rng, flipped=False, noise_mm=0.0)
-    scan_b = partial_scan(scene, mesh, rng, flipped=True, noise_mm=0.0)
+    scan_a = partial_scan(scene, mesh, rng, flipped=False, noise_mm=0.0, jitter=0.0)
+    scan_b = partial_scan(scene, mesh, rng, flipped=True, noise_mm=0.0, jitter=0.0)
     for scan in (scan_a, scan_b):
         tri = scan.vertices[scan.faces]
         normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])

@@ -137,15 +137,38 @@ def scan_mesh(scene: Scene, mesh: PartMesh, rng: np.random.Generator, noise_mm: 
     return Mesh(to_scanner_frame(scene, noisy), mesh.faces)
 
 
+def resample_on_surface(vertices: np.ndarray, faces: np.ndarray, rng: np.random.Generator, jitter: float
+                        ) -> np.ndarray:
+    """Vertices moved within their tangent plane by up to ``jitter`` edge lengths (creases stay put).
+
+    Two passes of a real scanner never sample the same surface points; without this the two scans
+    of the simulated part would share exact vertex positions, a coincidence that rewards matching
+    points rather than surfaces.
+    """
+    tri = vertices[faces]
+    face_normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    face_normals /= np.linalg.norm(face_normals, axis=1, keepdims=True)
+    normals = vertex_normals(vertices, faces)
+    crease = np.zeros(len(vertices), bool)
+    for k in range(3):  # a vertex whose faces bend by more than ~10° is on an edge or rim
+        crease[faces[:, k][np.einsum("ij,ij->i", face_normals, normals[faces[:, k]]) < np.cos(np.radians(10))]] = True
+    edge = float(np.median(np.linalg.norm(tri[:, 1] - tri[:, 0], axis=1)))
+    offset = rng.uniform(-jitter * edge, jitter * edge, vertices.shape)
+    offset -= normals * np.einsum("ij,ij->i", offset, normals)[:, None]
+    offset[crease] = 0
+    return vertices + offset
+
+
 def partial_scan(scene: Scene, mesh: PartMesh, rng: np.random.Generator, flipped: bool = False,
                  cone_cos: float = -0.6, noise_mm: float = SCAN_NOISE_MM,
-                 placement: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Mesh:
+                 placement: tuple[float, float, float] = (0.0, 0.0, 0.0), jitter: float = 0.15) -> Mesh:
     """What one hand-held pass sees: faces whose normal points within the scanner's cone of views.
 
     A hand-held scanner swept around the part sees every face except those turned towards the bench
     (normal more than ~127° from the view). Scan A (part upright) sees the top, rims and walls; scan B
     (part flipped, then put back at ``placement``) the bottom, rims and walls: they overlap on the walls
-    and rims only, as in the real dual-scan procedure. The flip pivots on the mesh's full height, so
+    and rims only, as in the real dual-scan procedure. Each pass samples its own surface points
+    (``jitter``, see ``resample_on_surface``). The flip pivots on the mesh's full height, so
     ``flip_transform`` is exact.
     """
     tri = mesh.vertices[mesh.faces]
@@ -157,6 +180,7 @@ def partial_scan(scene: Scene, mesh: PartMesh, rng: np.random.Generator, flipped
     used = np.unique(faces)
     remap = -np.ones(len(mesh.vertices), np.int64)
     remap[used] = np.arange(len(used))
-    noisy = mesh.vertices[used] + normals[used] * rng.normal(0, noise_mm, (len(used), 1))
+    sampled = resample_on_surface(mesh.vertices, mesh.faces, rng, jitter)[used] if jitter else mesh.vertices[used]
+    noisy = sampled + normals[used] * rng.normal(0, noise_mm, (len(used), 1))
     height = float(mesh.vertices[:, 2].max())
     return Mesh(to_scanner_frame(scene, noisy, flipped, height, placement), remap[faces])
