@@ -149,8 +149,9 @@ class CaptureSession:
                     with contextlib.suppress(OSError):
                         self._save_progress(partial, progress)
                     if isinstance(exc, OSError):
-                        raise MulsenError(f"{partial}: writing the {step} step failed: {exc.strerror or exc}") \
-                            from None
+                        where = f" ({exc.filename})" if exc.filename else ""
+                        raise MulsenError(f"{partial}: writing the {step} step failed: {exc.strerror or exc}"
+                                          f"{where}") from None
                     raise
                 record["seconds"] = round(time.time() - started, 3)
                 progress["steps"][step] = record

@@ -56,7 +56,7 @@ def test_alignment_recovers_the_flip_over_100_random_poses():
     # from the pairs' point-to-plane information), so no method can promise 0.05° on them. Noise
     # enters as noise / sqrt(points): 0.01 mm here is the information of 0.03 mm at ~41k points, and
     # bench/bench_alignment.py runs the real case (0.03 mm, 100k points). Each scan samples its own
-    # surface points, so matching points instead of surfaces cannot pass this test.
+    # surface points, so shared vertex positions do not reward matching points instead of surfaces.
     rng = np.random.default_rng(0)
     successes, errors = 0, []
     for _ in range(100):
