@@ -67,7 +67,8 @@ def serve(requests: Path, exports: Path, log: Path | None) -> None:
     stopping = stop_event()
     counter = len(list(exports.glob("scan_*")))
     while not stopping.is_set():
-        pending = sorted(requests.glob("*.json"))
+        # hidden names are requests still being written (atomic_write_text's temporary files)
+        pending = sorted(p for p in requests.glob("*.json") if not p.name.startswith("."))
         if not pending:
             time.sleep(0.05)
             continue
