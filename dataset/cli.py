@@ -50,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     merge_init = merge.add_mutually_exclusive_group()
     merge_init.add_argument("--initial", type=Path, help="JSON file with a 4x4 initial transform (B -> A)")
     merge_init.add_argument("--pairs", type=Path, help="JSON file with three corresponding points in A and B")
+    _add_gate_options(merge)
     merge.set_defaults(handler=_merge)
 
     build = dsub.add_parser(
@@ -60,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(or by --splits CSV: category,sample_id,split). Captures already in the dataset are skipped, so "
         "re-running adds only new captures without renumbering released samples. Ends with validation.")
     build.add_argument("--captures", type=Path, required=True)
+    _add_gate_options(build)
     build.add_argument("--annotations", type=Path, help="annotation root (absent: every capture is normal)")
     build.add_argument("--out", type=Path, required=True, help="dataset folder (created or extended)")
     build.add_argument("--split-policy", choices=["hash", "manifest"], default="hash")
@@ -125,6 +127,26 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_gate_options(parser: argparse.ArgumentParser) -> None:
+    from .align import AlignmentGates
+
+    default = AlignmentGates().min_fitness
+    parser.add_argument("--min-fitness", type=float, default=default,
+                        help=f"least share of scan B's points that must pair with scan A (default {default}; "
+                        "flipped parts overlap on their walls, 0.3-0.8 for the simulated parts; lower it only "
+                        "for a part whose walls are a sliver of its surface)")
+
+
+def _gates(args: argparse.Namespace):
+    from mulsen.errors import MulsenError
+
+    from .align import AlignmentGates
+
+    if not 0 < args.min_fitness <= 1:
+        raise MulsenError(f"--min-fitness must lie in (0, 1], got {args.min_fitness}")
+    return AlignmentGates(min_fitness=args.min_fitness)
+
+
 def _merge(args: argparse.Namespace) -> int:
     import json
 
@@ -132,8 +154,9 @@ def _merge(args: argparse.Namespace) -> int:
 
     from mulsen.errors import MulsenError
 
-    from .align import AlignmentGates
     from .build import ALIGNMENT_NAME, MERGED_NAME, capture_folders, merge_capture
+
+    gates = _gates(args)
 
     folders = []
     for path in args.paths:
@@ -150,7 +173,7 @@ def _merge(args: argparse.Namespace) -> int:
     for folder in bar("merging scans")(folders, len(folders)):
         fresh = not (folder / MERGED_NAME).exists()
         try:
-            mesh = merge_capture(folder, AlignmentGates(), initial)
+            mesh = merge_capture(folder, gates, initial)
         except MulsenError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
@@ -178,7 +201,8 @@ def _build(args: argparse.Namespace) -> int:
             raise MulsenError("--split-policy manifest needs --splits FILE.csv")
         with open(args.splits, newline="") as handle:
             splits = {(r["category"], r["sample_id"]): r["split"] for r in csv.DictReader(handle)}
-    config = BuildConfig(test_good_ratio=args.test_good_ratio, point_tolerance_mm=args.tolerance, splits=splits)
+    config = BuildConfig(test_good_ratio=args.test_good_ratio, point_tolerance_mm=args.tolerance, splits=splits,
+                         gates=_gates(args))
     report = build_dataset(args.captures, args.annotations, args.out, config, progress=bar("building samples"))
     for bucket, count in sorted(report.added.items()):
         print(f"  + {bucket}: {count}")

@@ -233,6 +233,23 @@ def _captures(root: Path, plan) -> None:
         write_simulated_capture(root, category, sample_id, BenchPart.parse(part))
 
 
+def test_merge_command_gates_on_the_requested_overlap(tmp_path: Path, capsys):
+    from mulsen.cli import main
+
+    captures = tmp_path / "captures"
+    _captures(captures, [("nut", "001", "nut:1")])
+    folder = captures / "nut/001"
+    # a flipped nut overlaps on its walls, far below a demand that 99 % of scan B pair up: nothing is written
+    assert main(["dataset", "merge", str(folder), "--min-fitness", "0.99"]) == 1
+    assert "no alignment passed the gates" in capsys.readouterr().err
+    assert not (folder / "pointcloud.stl").exists() and not (folder / "alignment.json").exists()
+    assert main(["dataset", "merge", str(folder), "--min-fitness", "0"]) == 2
+    assert "--min-fitness must lie in (0, 1]" in capsys.readouterr().err
+    assert main(["dataset", "merge", str(folder)]) == 0
+    report = json.loads((folder / "alignment.json").read_text())
+    assert report["fitness"] >= 0.1 and (folder / "pointcloud.stl").exists()
+
+
 def test_build_pack_verify_round_trip_and_incremental_growth(tmp_path: Path, capsys):
     from dataset.formats import read_labels_csv
     from dataset.reader import MulsenDataset
