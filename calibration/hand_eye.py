@@ -8,19 +8,14 @@ pose; the spread of the held-out predictions is the consistency figure. Units: m
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from mulsen import __version__
-from mulsen.atomic import atomic_write_text
-from mulsen.errors import DataFormatError
-
 from .intrinsics import CalibrationError
+from .records import read_calibration, write_calibration
 
 FORMAT = "mulsen-hand-eye/1"
 METHODS = ("tsai", "park", "horaud", "andreff", "daniilidis")
@@ -51,21 +46,13 @@ class HandEyeResult:
     poses: int = 0
 
     def save(self, path: str | Path) -> None:
-        atomic_write_text(path, json.dumps({
-            "format": FORMAT, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "tool": f"mulsen-toolkit {__version__}", "method": self.method, "poses": self.poses,
-            "tcp_T_camera_mm": self.tcp_T_camera.tolist(), "base_T_target_mm": self.base_T_target.tolist(),
-            "comparison": self.comparison}, indent=1))
+        write_calibration(path, FORMAT, {
+            "method": self.method, "poses": self.poses, "tcp_T_camera_mm": self.tcp_T_camera.tolist(),
+            "base_T_target_mm": self.base_T_target.tolist(), "comparison": self.comparison})
 
     @classmethod
     def load(cls, path: str | Path) -> HandEyeResult:
-        path = Path(path)
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise DataFormatError(path, f"unreadable hand-eye file ({exc})") from None
-        if record.get("format") != FORMAT:
-            raise DataFormatError(path, f"not a hand-eye file of format {FORMAT}")
+        record = read_calibration(path, FORMAT, "hand-eye")
         return cls(np.asarray(record["tcp_T_camera_mm"]), record["method"], np.asarray(record["base_T_target_mm"]),
                    record.get("comparison", {}), record.get("poses", 0))
 

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from mulsen import __version__
-from mulsen.atomic import atomic_write_text
-from mulsen.errors import DataFormatError, MulsenError
+from mulsen.errors import MulsenError
 
+from .records import read_calibration, write_calibration
 from .targets import Chessboard, detect_chessboard
 
 FORMAT = "mulsen-intrinsics/1"
@@ -47,21 +44,14 @@ class Intrinsics:
         return [v for v in self.views if v.used]
 
     def save(self, path: str | Path) -> None:
-        record = {"format": FORMAT, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "tool": f"mulsen-toolkit {__version__}", "camera": self.camera, "board": self.board,
-                  "image_size": list(self.image_size), "camera_matrix": self.camera_matrix.tolist(),
-                  "dist": self.dist.tolist(), "rms_px": self.rms_px, "views": [asdict(v) for v in self.views]}
-        atomic_write_text(path, json.dumps(record, indent=1))
+        write_calibration(path, FORMAT, {
+            "camera": self.camera, "board": self.board, "image_size": list(self.image_size),
+            "camera_matrix": self.camera_matrix.tolist(), "dist": self.dist.tolist(), "rms_px": self.rms_px,
+            "views": [asdict(v) for v in self.views]})
 
     @classmethod
     def load(cls, path: str | Path) -> Intrinsics:
-        path = Path(path)
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise DataFormatError(path, f"unreadable intrinsics ({exc})") from None
-        if record.get("format") != FORMAT:
-            raise DataFormatError(path, f"not an intrinsics file of format {FORMAT} (found {record.get('format')})")
+        record = read_calibration(path, FORMAT, "camera intrinsics")
         return cls(np.asarray(record["camera_matrix"], float), np.asarray(record["dist"], float),
                    tuple(record["image_size"]), record["rms_px"], [ViewResult(**v) for v in record["views"]],
                    record.get("camera", {}), record.get("board", {}))

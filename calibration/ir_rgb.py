@@ -6,18 +6,13 @@ taken from; lens distortion is removed first when intrinsics are given.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from mulsen import __version__
-from mulsen.atomic import atomic_write_text
-from mulsen.errors import DataFormatError
-
 from .intrinsics import CalibrationError
+from .records import read_calibration, write_calibration
 from .targets import Chessboard, detect_chessboard
 
 FORMAT = "mulsen-ir-rgb/1"
@@ -46,21 +41,14 @@ class IrRgbRegistration:
         return warped.astype(bool)
 
     def save(self, path: str | Path) -> None:
-        atomic_write_text(path, json.dumps({
-            "format": FORMAT, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "tool": f"mulsen-toolkit {__version__}", "homography": self.homography.tolist(), "rms_px": self.rms_px,
-            "inliers": self.inliers, "ir_size": list(self.ir_size), "rgb_size": list(self.rgb_size),
-            "reference_tcp_pose": self.reference_tcp_pose}, indent=1))
+        write_calibration(path, FORMAT, {
+            "homography": self.homography.tolist(), "rms_px": self.rms_px, "inliers": self.inliers,
+            "ir_size": list(self.ir_size), "rgb_size": list(self.rgb_size),
+            "reference_tcp_pose": self.reference_tcp_pose})
 
     @classmethod
     def load(cls, path: str | Path) -> IrRgbRegistration:
-        path = Path(path)
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise DataFormatError(path, f"unreadable IR-RGB registration ({exc})") from None
-        if record.get("format") != FORMAT:
-            raise DataFormatError(path, f"not an IR-RGB registration of format {FORMAT}")
+        record = read_calibration(path, FORMAT, "IR-RGB registration")
         return cls(np.asarray(record["homography"]), record["rms_px"], record["inliers"], tuple(record["ir_size"]),
                    tuple(record["rgb_size"]), record.get("reference_tcp_pose"))
 

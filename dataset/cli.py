@@ -61,7 +61,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(or by --splits CSV: category,sample_id,split). Captures already in the dataset are skipped, so "
         "re-running adds only new captures without renumbering released samples. Ends with validation.")
     build.add_argument("--captures", type=Path, required=True)
-    _add_gate_options(build)
     build.add_argument("--annotations", type=Path, help="annotation root (absent: every capture is normal)")
     build.add_argument("--out", type=Path, required=True, help="dataset folder (created or extended)")
     build.add_argument("--split-policy", choices=["hash", "manifest"], default="hash")
@@ -70,6 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="share of normal captures held out as test/good (hash policy, default 0.25)")
     build.add_argument("--tolerance", type=float, default=0.05,
                        help="max distance (mm) from a selected point to a merged-mesh vertex (default 0.05)")
+    _add_gate_options(build)
     build.set_defaults(handler=_build)
 
     pack = dsub.add_parser("pack", help="package a release: tar.gz + manifest (sha256) + dataset card",

@@ -129,14 +129,7 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted unit vertex normals (outward for consistently wound meshes); zero for unused vertices."""
     tri = vertices[faces]
     face_normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    return _unit(scatter_to_vertices(faces, face_normals, len(vertices)))
-
-
-def scatter_to_vertices(faces: np.ndarray, per_face: np.ndarray, vertex_count: int) -> np.ndarray:
-    """Sum of the (n, 3) face values over the faces around each vertex."""
-    corners = np.asarray(faces, np.int64).reshape(-1)
-    values = np.repeat(np.asarray(per_face, np.float64), 3, axis=0)
-    return np.stack([np.bincount(corners, values[:, k], minlength=vertex_count) for k in range(3)], axis=1)
+    return _unit(_sum_at_corners(faces, np.repeat(face_normals, 3, axis=0), len(vertices)))
 
 
 def smooth_vertex_normals(normals: np.ndarray, faces: np.ndarray, rounds: int, max_angle_deg: float = 180.0
@@ -149,12 +142,16 @@ def smooth_vertex_normals(normals: np.ndarray, faces: np.ndarray, rounds: int, m
     corners = np.asarray(faces, np.int64).reshape(-1)
     cos_limit = np.cos(np.radians(max_angle_deg))
     for _ in range(rounds):
-        face_mean = _unit(normals[faces].sum(axis=1))
-        votes = np.repeat(face_mean, 3, axis=0)
+        votes = np.repeat(_unit(normals[faces].sum(axis=1)), 3, axis=0)
         votes[np.einsum("ij,ij->i", votes, normals[corners]) < cos_limit] = 0
-        summed = np.stack([np.bincount(corners, votes[:, k], minlength=len(normals)) for k in range(3)], axis=1)
-        normals = _unit(summed + normals)
+        normals = _unit(_sum_at_corners(faces, votes, len(normals)) + normals)
     return normals
+
+
+def _sum_at_corners(faces: np.ndarray, per_corner: np.ndarray, vertex_count: int) -> np.ndarray:
+    """Sum of the (3F, 3) per-corner values at each vertex (what np.add.at does, at bincount's speed)."""
+    corners = np.asarray(faces, np.int64).reshape(-1)
+    return np.stack([np.bincount(corners, per_corner[:, k], minlength=vertex_count) for k in range(3)], axis=1)
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:

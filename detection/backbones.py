@@ -204,6 +204,16 @@ def point_mae():
     return _modules()[1]()
 
 
+def _network(factory, weights: str, prefixes: tuple[str, ...], ignore: tuple[str, ...], device: str):
+    """``factory()`` with the local checkpoint's weights ("random": seeded initialisation, for timing),
+    in eval mode on ``device``."""
+    _torch().manual_seed(0)
+    model = factory()
+    if weights != "random":
+        load_strict(model, read_state_dict(weights), prefixes, weights, ignore=ignore)
+    return model.eval().to(device)
+
+
 @dataclass
 class ViTExtractor:
     """DINO ViT-B/8 patch tokens for RGB and IR images."""
@@ -212,14 +222,9 @@ class ViTExtractor:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        torch = _torch()
         self.device = resolve_device(self.device)
-        torch.manual_seed(0)
-        self.model = vision_transformer()
-        if self.weights != "random":
-            load_strict(self.model, read_state_dict(self.weights), ("module.", "backbone."), self.weights,
-                        ignore=("head", "fc_norm"))
-        self.model.eval().to(self.device)
+        self.model = _network(vision_transformer, self.weights, ("module.", "backbone."), ("head", "fc_norm"),
+                              self.device)
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         """(784, 768) float32 patch features and the (28, 28) grid."""
@@ -261,14 +266,9 @@ class PointMAEExtractor:
     group_size: int = 128
 
     def __post_init__(self) -> None:
-        torch = _torch()
         self.device = resolve_device(self.device)
-        torch.manual_seed(0)
-        self.model = point_mae()
-        if self.weights != "random":
-            load_strict(self.model, read_state_dict(self.weights), ("module.", "base_model.", "MAE_encoder."),
-                        self.weights, ignore=("MAE_decoder", "decoder", "mask_token", "increase_dim", "cls"))
-        self.model.eval().to(self.device)
+        self.model = _network(point_mae, self.weights, ("module.", "base_model.", "MAE_encoder."),
+                              ("MAE_decoder", "decoder", "mask_token", "increase_dim", "cls"), self.device)
 
     def __call__(self, vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(groups, 1152) float32 features and the group centres (in the input frame, mm)."""

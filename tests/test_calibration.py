@@ -14,6 +14,7 @@ from calibration.ir_rgb import IrRgbRegistration, mask_iou, register_ir_rgb
 from calibration.pose import target_pose
 from calibration.targets import detect_chessboard
 from hardware_mocks.world.targets import Chessboard, TargetRenderer, look_at
+from mulsen.errors import DataFormatError
 
 pytest.importorskip("cv2")
 BOARD = Chessboard(9, 6, 4.0)
@@ -109,6 +110,12 @@ def test_hand_eye_recovers_a_tilted_mount_and_compares_methods(tmp_path: Path):
     assert result.base_T_target[:3, 3] == pytest.approx([-600.0, -110.0, 0.0], abs=1.0)
     result.save(tmp_path / "he.json")
     np.testing.assert_allclose(HandEyeResult.load(tmp_path / "he.json").tcp_T_camera, result.tcp_T_camera)
+    # a calibration file read as another kind, or a truncated one, is refused by name
+    with pytest.raises(DataFormatError, match=r"he\.json.*not a camera intrinsics file: format mulsen-hand-eye/1"):
+        Intrinsics.load(tmp_path / "he.json")
+    (tmp_path / "cut.json").write_text((tmp_path / "he.json").read_text()[:40])
+    with pytest.raises(DataFormatError, match=r"cut\.json.*unreadable hand-eye file"):
+        HandEyeResult.load(tmp_path / "cut.json")
     with pytest.raises(CalibrationError, match="at least 4"):
         calibrate_hand_eye(robot[:3], targets[:3])
     single_axis = _hand_eye_views(np.random.default_rng(5), mount, renderer, count=8, axis_only=True)

@@ -137,22 +137,18 @@ def scan_mesh(scene: Scene, mesh: PartMesh, rng: np.random.Generator, noise_mm: 
     return Mesh(to_scanner_frame(scene, noisy), mesh.faces)
 
 
-def resample_on_surface(vertices: np.ndarray, faces: np.ndarray, rng: np.random.Generator, jitter: float
-                        ) -> np.ndarray:
+def resample_on_surface(vertices: np.ndarray, faces: np.ndarray, face_normals: np.ndarray, normals: np.ndarray,
+                        rng: np.random.Generator, jitter: float) -> np.ndarray:
     """Vertices moved within their tangent plane by up to ``jitter`` edge lengths (creases stay put).
 
     Two passes of a real scanner never sample the same surface points; without this the two scans
     of the simulated part would share exact vertex positions, a coincidence that rewards matching
-    points rather than surfaces.
+    points rather than surfaces. ``face_normals`` and ``normals`` (per vertex) are unit vectors.
     """
-    tri = vertices[faces]
-    face_normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    face_normals /= np.linalg.norm(face_normals, axis=1, keepdims=True)
-    normals = vertex_normals(vertices, faces)
     crease = np.zeros(len(vertices), bool)
     for k in range(3):  # a vertex whose faces bend by more than ~10° is on an edge or rim
         crease[faces[:, k][np.einsum("ij,ij->i", face_normals, normals[faces[:, k]]) < np.cos(np.radians(10))]] = True
-    edge = float(np.median(np.linalg.norm(tri[:, 1] - tri[:, 0], axis=1)))
+    edge = float(np.median(np.linalg.norm(vertices[faces[:, 1]] - vertices[faces[:, 0]], axis=1)))
     offset = rng.uniform(-jitter * edge, jitter * edge, vertices.shape)
     offset -= normals * np.einsum("ij,ij->i", offset, normals)[:, None]
     offset[crease] = 0
@@ -180,7 +176,9 @@ def partial_scan(scene: Scene, mesh: PartMesh, rng: np.random.Generator, flipped
     used = np.unique(faces)
     remap = -np.ones(len(mesh.vertices), np.int64)
     remap[used] = np.arange(len(used))
-    sampled = resample_on_surface(mesh.vertices, mesh.faces, rng, jitter)[used] if jitter else mesh.vertices[used]
-    noisy = sampled + normals[used] * rng.normal(0, noise_mm, (len(used), 1))
+    sampled = mesh.vertices
+    if jitter:
+        sampled = resample_on_surface(mesh.vertices, mesh.faces, face_normal, normals, rng, jitter)
+    noisy = sampled[used] + normals[used] * rng.normal(0, noise_mm, (len(used), 1))
     height = float(mesh.vertices[:, 2].max())
     return Mesh(to_scanner_frame(scene, noisy, flipped, height, placement), remap[faces])
