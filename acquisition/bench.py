@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mulsen.errors import MulsenError
+from mulsen.core.errors import MulsenError
 
 from .camera import CameraConfig, GenICamCamera
 from .clock import host_clock

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from mulsen.errors import DeviceError, MulsenError
+from mulsen.core.errors import DeviceError, MulsenError
 
 from .clock import Clock, host_clock
 

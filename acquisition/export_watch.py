@@ -12,9 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mulsen.errors import DataFormatError, MulsenError
-
-from .scans import SCAN_SUFFIXES, Scan, read_scan
+from mulsen.core.errors import DataFormatError, MulsenError
+from mulsen.dataset.scans import SCAN_SUFFIXES, Scan, read_scan
 
 _TEMPORARY = (".tmp", ".part", ".partial", "~", ".crdownload")
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from typing import Protocol
 
-from mulsen.errors import DeviceError
+from mulsen.core.errors import DeviceError
 
 from .clock import Clock, host_clock
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mulsen.errors import DataFormatError
+from mulsen.core.errors import DataFormatError
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mulsen.core.errors import ConfigError
+
 BASIS_SIZE = 5
 DEFAULT_GRAY_REFERENCE_K = 4.0  # 1.6 x the nominal sound amplitude of the bench (2.5 K)
 MULSEN_IR_SIZE = (640, 480)  # width, height of the MulSen-AD infrared PNG
+# The one lock-in frequency range (Hz): below it a run takes hours, above it the thermal length of the
+# bench's parts is too short for subsurface defects; every setting is checked against it here.
+FREQUENCY_RANGE_HZ = (0.01, 2.0)
+
+
+def check_frequency(frequency_hz: float) -> None:
+    low, high = FREQUENCY_RANGE_HZ
+    if not low <= frequency_hz <= high:
+        raise ConfigError(f"lock-in frequency must be {low:g}-{high:g} Hz, got {frequency_hz:g}")
 
 
 @dataclass(frozen=True)
@@ -35,10 +46,9 @@ class LockInWindow:
     periods: int
 
     def __post_init__(self) -> None:
-        if not 0 < self.frequency_hz <= 100:
-            raise ValueError(f"lock-in frequency must be in (0, 100] Hz, got {self.frequency_hz}")
+        check_frequency(self.frequency_hz)
         if self.periods < 1 or self.settle_periods < 0:
-            raise ValueError("need at least one integrated period and a non-negative settling count")
+            raise ConfigError("need at least one integrated period and a non-negative settling count")
 
     @property
     def start(self) -> float:

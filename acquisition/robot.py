@@ -20,9 +20,10 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
-from mulsen.errors import DeviceError, MulsenError
+from mulsen.core.errors import DeviceError, MulsenError
+from mulsen.core.geometry import transform_m_to_ur_pose, ur_pose_distance_m_rad
 
-from .ur_kinematics import forward_kinematics, matrix_to_pose, pose_distance
+from .ur_kinematics import forward_kinematics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -189,7 +190,7 @@ class URArm:
         self.limits.check_position(target)
         self._check_speed(speed, acceleration, joint=False)
         start = self.pose()
-        distance, _ = pose_distance(start, target)
+        distance, _ = ur_pose_distance_m_rad(start, target)
         self._call("sending movel", lambda: self._robot.movel(target.tolist(), acc=acceleration, vel=speed,
                                                                  wait=False))
         return self._wait_for(target, distance / speed + speed / acceleration, "movel", speed, joint=False)
@@ -199,12 +200,12 @@ class URArm:
         target = np.asarray(joints, float)
         acceleration = acceleration or min(1.0, self.limits.max_joint_acceleration_rad_s2)
         tcp = self._tcp_offset()
-        self.limits.check_position(matrix_to_pose(forward_kinematics(target, tcp)))
+        self.limits.check_position(transform_m_to_ur_pose(forward_kinematics(target, tcp)))
         self._check_speed(speed, acceleration, joint=True)
         travel = float(np.abs(target - self.joints()).max())
         self._call("sending movej", lambda: self._robot.movej(target.tolist(), acc=acceleration, vel=speed,
                                                                  wait=False))
-        goal = matrix_to_pose(forward_kinematics(target, tcp))
+        goal = transform_m_to_ur_pose(forward_kinematics(target, tcp))
         return self._wait_for(goal, travel / speed + speed / acceleration, "movej", speed, joint=True)
 
     def _tcp_offset(self) -> np.ndarray:
@@ -222,7 +223,7 @@ class URArm:
         deadline = started + 1.5 * expected_s + 2.0
         while True:
             reached = self.pose()
-            error_m, error_rad = pose_distance(reached, target)
+            error_m, error_rad = ur_pose_distance_m_rad(reached, target)
             arrived = error_m <= self.limits.position_tolerance_m and error_rad <= self.limits.angle_tolerance_rad
             if arrived and not self.program_running():
                 self.moves.append(MoveRecord(command, target.tolist(), speed, started, time.monotonic(),

@@ -12,49 +12,46 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import json
 import logging
-import platform
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from mulsen import __version__
-from mulsen.atomic import atomic_path, atomic_write_text
-from mulsen.errors import MulsenError
+from mulsen.core.atomic import atomic_path
+from mulsen.core.errors import DataFormatError, MulsenError
+from mulsen.dataset.captures import (
+    CAPTURE_FILE,
+    PROGRESS_FILE,
+    STEPS,
+    ArmStep,
+    CaptureRecord,
+    Failure,
+    IrStep,
+    ProgressRecord,
+    RgbStep,
+    SampleRequest,
+    ScanExport,
+    ScansStep,
+)
 
 from .camera import Camera
 from .clock import Clock
 from .export_watch import ExportWatcher
 from .heater import Heater
-from .robot import ArmGeometry, RobotArm, locate_part_in_ir, part_pixel_in_ir
+from .placement import NominalPlacement, Placement
+from .robot import RobotArm
 from .steps import record_ir, record_rgb
 from .thermography import LockInSettings
 
 log = logging.getLogger(__name__)
-STEPS = ("ir", "arm", "rgb", "scans")
 STEP_FILES = {"ir": ("ir_*", "infrared.png"), "arm": (), "rgb": ("rgb.*",), "scans": ("scan_a.*", "scan_b.*")}
 PARTIAL_DIR = ".partial"
-
-
-@dataclass(frozen=True)
-class SampleRequest:
-    category: str
-    sample_id: str
-    operator: str = ""
-    notes: str = ""
-    part: str | None = None  # the simulated bench only: CATEGORY:SEED[:DEFECT]
-
-    def __post_init__(self) -> None:
-        for name, value in (("category", self.category), ("sample id", self.sample_id)):
-            if not value or "/" in value or value.startswith("."):
-                raise MulsenError(f"{name} {value!r} is not a valid folder name")
 
 
 class Operator(Protocol):
@@ -99,11 +96,7 @@ class SessionConfig:
     scan_timeout_s: float = 900.0
     scan_settle_s: float = 1.0
     save_raw_ir: bool = False
-    geometry: ArmGeometry = field(default_factory=ArmGeometry)
-    ir_intrinsics: tuple = ((4000.0, 0.0, 319.5), (0.0, 4000.0, 239.5), (0.0, 0.0, 1.0))  # nominal; calibrate
-    ir_camera_xy_mm: tuple[float, float] = (0.0, 0.0)
-    ir_distance_mm: float = 300.0
-    placement: object | None = None  # calibration.placement.CalibratedPlacement, replaces the nominal geometry
+    placement: Placement = field(default_factory=NominalPlacement)  # CalibratedPlacement once calibrated
 
 
 def _now_iso() -> str:
@@ -132,9 +125,9 @@ class CaptureSession:
             raise MulsenError(f"{final}: sample already captured (never overwritten); choose another sample id")
         progress = self._start(request, partial, resume, discard)
         with self.bench.open(request) as devices:
-            progress["devices"] = devices.description
+            progress = replace(progress, devices=devices.description)
             for step in STEPS:
-                if step in progress["steps"]:
+                if getattr(progress.steps, step) is not None:
                     continue
                 self._clean(partial, step)
                 started = time.time()
@@ -145,7 +138,7 @@ class CaptureSession:
                 except BaseException as exc:
                     devices.arm.stop()
                     problem = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
-                    progress["failures"].append({"step": step, "error": problem, "at": _now_iso()})
+                    progress = replace(progress, failures=(*progress.failures, Failure(step, problem, _now_iso())))
                     with contextlib.suppress(OSError):
                         self._save_progress(partial, progress)
                     if isinstance(exc, OSError):
@@ -153,42 +146,41 @@ class CaptureSession:
                         raise MulsenError(f"{partial}: writing the {step} step failed: {exc.strerror or exc}"
                                           f"{where}") from None
                     raise
-                record["seconds"] = round(time.time() - started, 3)
-                progress["steps"][step] = record
+                record = replace(record, seconds=round(time.time() - started, 3))
+                progress = replace(progress, steps=replace(progress.steps, **{step: record}))
                 self._save_progress(partial, progress)
         return self._finish(request, partial, final, progress)
 
     # -- bookkeeping ---------------------------------------------------------------------------------
-    def _start(self, request: SampleRequest, partial: Path, resume: bool, discard: bool) -> dict:
+    def _start(self, request: SampleRequest, partial: Path, resume: bool, discard: bool) -> ProgressRecord:
         if partial.exists():
             if discard:
                 shutil.rmtree(partial)
             elif not resume:
-                done = ", ".join(self._load_progress(partial).get("steps", {})) or "none"
+                done = ", ".join(self._load_progress(partial).steps.done()) or "none"
                 raise MulsenError(f"{request.category}/{request.sample_id}: an interrupted capture is in {partial} "
                                   f"(steps done: {done}); use --resume to continue it or --discard to start over")
             else:
                 progress = self._load_progress(partial)
-                if progress.get("request") != asdict(request):
-                    raise MulsenError(f"{partial}: was started for {progress.get('request')}, not for "
+                if progress.request != request:
+                    raise MulsenError(f"{partial}: was started for {asdict(progress.request)}, not for "
                                       f"{asdict(request)}; --discard it or use the same request")
-                progress["resumed"].append(_now_iso())
-                return progress
+                return replace(progress, resumed=(*progress.resumed, _now_iso()))
         partial.mkdir(parents=True)
-        progress = {"request": asdict(request), "started": _now_iso(), "steps": {}, "failures": [], "resumed": []}
+        progress = ProgressRecord(request, _now_iso())
         self._save_progress(partial, progress)
         return progress
 
     @staticmethod
-    def _load_progress(partial: Path) -> dict:
+    def _load_progress(partial: Path) -> ProgressRecord:
         try:
-            return json.loads((partial / "progress.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise MulsenError(f"{partial}: unreadable progress.json ({exc}); --discard this capture") from None
+            return ProgressRecord.read(partial / PROGRESS_FILE)
+        except DataFormatError as exc:
+            raise MulsenError(f"{exc}; --discard this capture") from None
 
     @staticmethod
-    def _save_progress(partial: Path, progress: dict) -> None:
-        atomic_write_text(partial / "progress.json", json.dumps(progress, indent=2, default=str))
+    def _save_progress(partial: Path, progress: ProgressRecord) -> None:
+        progress.write(partial / PROGRESS_FILE)
 
     @staticmethod
     def _clean(partial: Path, step: str) -> None:
@@ -197,22 +189,17 @@ class CaptureSession:
             for path in partial.glob(pattern):
                 path.unlink()
 
-    def _finish(self, request: SampleRequest, partial: Path, final: Path, progress: dict) -> Path:
-        record = {
-            "format": "mulsen-capture/1",
-            "request": progress["request"],
-            "started": progress["started"], "finished": _now_iso(), "resumed": progress["resumed"],
-            "failures": progress["failures"],
-            "steps": progress["steps"],
-            "devices": progress.get("devices", {}),
-            "settings": {"lockin": asdict(self.config.lockin), "arm_speed_m_s": self.config.arm_speed_m_s,
-                         "geometry": asdict(self.config.geometry), "ir_intrinsics": self.config.ir_intrinsics},
-            "software": {"mulsen": __version__, "python": platform.python_version(), "host": platform.node()},
-            "operator": request.operator or getpass.getuser(),
-            "files": sorted(p.name for p in partial.iterdir() if p.name != "progress.json"),
-        }
-        atomic_write_text(partial / "capture.json", json.dumps(record, indent=2, default=str))
-        (partial / "progress.json").unlink()
+    def _finish(self, request: SampleRequest, partial: Path, final: Path, progress: ProgressRecord) -> Path:
+        record = CaptureRecord(
+            request=progress.request, started=progress.started, finished=_now_iso(), resumed=progress.resumed,
+            failures=progress.failures, steps=progress.steps, devices=progress.devices,
+            settings={"lockin": asdict(self.config.lockin), "arm_speed_m_s": self.config.arm_speed_m_s,
+                      **self.config.placement.describe()},
+            operator=request.operator or getpass.getuser(),
+            files=tuple(sorted(p.name for p in partial.iterdir() if p.name != PROGRESS_FILE)),
+        )
+        record.write(partial / CAPTURE_FILE)
+        (partial / PROGRESS_FILE).unlink()
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():
             raise MulsenError(f"{final}: appeared during the capture; the new data stay in {partial}")
@@ -223,7 +210,8 @@ class CaptureSession:
         return final
 
     # -- steps ---------------------------------------------------------------------------------------
-    def _run_step(self, step: str, request: SampleRequest, devices: SessionDevices, partial: Path) -> dict:
+    def _run_step(self, step: str, request: SampleRequest, devices: SessionDevices, partial: Path
+                  ) -> IrStep | ArmStep | RgbStep | ScansStep:
         if step == "ir":
             return record_ir(devices.ir_camera, devices.heater, devices.clock, self.config.lockin, partial,
                              save_raw=self.config.save_raw_ir, show_progress=self.show_progress)
@@ -233,39 +221,31 @@ class CaptureSession:
             return record_rgb(devices.rgb_camera, partial)
         return self._collect_scans(request, devices, partial)
 
-    def _move_arm(self, devices: SessionDevices, partial: Path) -> dict:
+    def _move_arm(self, devices: SessionDevices, partial: Path) -> ArmStep:
         import tifffile
 
         amplitude = tifffile.imread(partial / "ir_amplitude.tiff")
-        part_pixel = part_pixel_in_ir(amplitude)
-        record: dict = {"part_ir_pixel": list(part_pixel)}
-        if self.config.placement is not None:  # calibrated: homography + RGB intrinsics + hand-eye
-            target = self.config.placement.tcp_pose_for_ir_pixel(part_pixel)
-            record["placement"] = "calibrated"
-        else:
-            intrinsics = np.asarray(devices.ir_intrinsics or self.config.ir_intrinsics, float)
-            part_xy = locate_part_in_ir(amplitude, intrinsics, self.config.ir_camera_xy_mm,
-                                        self.config.ir_distance_mm)
-            target = self.config.geometry.camera_pose_above(part_xy)
-            record.update({"placement": "nominal geometry", "part_bench_xy_mm": list(part_xy)})
+        intrinsics = None if devices.ir_intrinsics is None else np.asarray(devices.ir_intrinsics, float)
+        choice = self.config.placement.tcp_pose_for_part(amplitude, intrinsics)
         start = devices.arm.pose()
-        reached = devices.arm.move_linear(target, speed=self.config.arm_speed_m_s)
-        return {**record, "start_pose": start.tolist(), "target_pose": np.asarray(target).tolist(),
-                "reached_pose": reached.tolist(), "joints": devices.arm.joints().tolist()}
+        reached = devices.arm.move_linear(choice.tcp_pose, speed=self.config.arm_speed_m_s)
+        return ArmStep(placement=choice.method, reached_pose=tuple(map(float, reached)),
+                       part_ir_pixel=choice.part_ir_pixel, part_bench_xy_mm=choice.part_bench_xy_mm,
+                       start_pose=tuple(map(float, start)), target_pose=tuple(map(float, choice.tcp_pose)),
+                       joints=tuple(map(float, devices.arm.joints())))
 
-    def _collect_scans(self, request: SampleRequest, devices: SessionDevices, partial: Path) -> dict:
+    def _collect_scans(self, request: SampleRequest, devices: SessionDevices, partial: Path) -> ScansStep:
         watcher = ExportWatcher(devices.scan_folder, settle_s=self.config.scan_settle_s)
         devices.operator.request_scans(request)
         found = watcher.wait_for(2, self.config.scan_timeout_s)
-        record = {}
+        exports = []
         for label, item in zip(("a", "b"), found, strict=True):
             target = partial / f"scan_{label}{item.path.suffix.lower()}"
             with atomic_path(target, overwrite=False) as tmp:
                 shutil.copyfile(item.path, tmp)
-            record[f"scan_{label}"] = {"file": target.name, "source": str(item.path), "format": item.scan.format,
-                                       "points": len(item.scan.vertices),
-                                       "faces": 0 if item.scan.faces is None else len(item.scan.faces),
-                                       "exported_at": datetime.fromtimestamp(item.completed_at,
-                                                                             timezone.utc).isoformat()}
-        return record
+            exports.append(ScanExport(file=target.name, source=str(item.path), format=item.scan.format,
+                                      points=len(item.scan.vertices),
+                                      faces=0 if item.scan.faces is None else len(item.scan.faces),
+                                      exported_at=datetime.fromtimestamp(item.completed_at, timezone.utc).isoformat()))
+        return ScansStep(*exports)
 

@@ -3,12 +3,13 @@ that the caller makes appear atomically, and returns the metadata it recorded.""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from dataset.formats import write_rgb
-from mulsen.atomic import atomic_write_text
-from mulsen.progress import progress_fraction
+from mulsen.core.errors import DeviceError
+from mulsen.core.progress import progress_fraction
+from mulsen.core.records import to_plain
+from mulsen.dataset.captures import RGB_RECORD_FILE, IrStep, RgbStep
+from mulsen.dataset.formats import write_rgb
 
 from .camera import Camera
 from .clock import Clock
@@ -16,20 +17,20 @@ from .heater import Heater
 from .thermography import LockInSettings, RawFrameWriter, run_lockin, write_lockin_outputs
 
 
-def record_rgb(camera: Camera, folder: Path) -> dict:
+def record_rgb(camera: Camera, folder: Path) -> RgbStep:
     """One triggered RGB frame -> ``rgb.png`` (+ ``rgb.json``)."""
     frame = camera.grab()
     if frame.image.ndim != 3:
-        raise ValueError(f"{camera.name}: expected a colour image, got shape {frame.image.shape}")
+        raise DeviceError(camera.name, f"expected a colour image, got shape {frame.image.shape}")
     write_rgb(folder / "rgb.png", frame.image)
-    record = {"file": "rgb.png", "timestamp": frame.timestamp, "shape": list(frame.image.shape),
-              "pixel_format": frame.pixel_format, "camera": camera.identity()}
-    atomic_write_text(folder / "rgb.json", json.dumps(record, indent=2, default=str))
+    record = RgbStep(file="rgb.png", timestamp=float(frame.timestamp), shape=tuple(frame.image.shape),
+                     pixel_format=str(frame.pixel_format), camera=to_plain(camera.identity()))
+    record.write(folder / RGB_RECORD_FILE)
     return record
 
 
 def record_ir(camera: Camera, heater: Heater, clock: Clock, settings: LockInSettings, folder: Path,
-              save_raw: bool = False, show_progress: bool = True) -> dict:
+              save_raw: bool = False, show_progress: bool = True) -> IrStep:
     """Lock-in run -> ``ir_amplitude.tiff``, ``ir_phase.tiff``, ``infrared.png``, ``ir_lockin.json``
     (+ ``ir_frames.tiff`` and its frame times when ``save_raw``)."""
     raw = RawFrameWriter(folder / "ir_frames.tiff") if save_raw else None
@@ -41,7 +42,7 @@ def record_ir(camera: Camera, heater: Heater, clock: Clock, settings: LockInSett
         if raw is not None:
             raw.close()
     write_lockin_outputs(capture, folder)
-    return {"files": sorted(p.name for p in folder.iterdir() if p.name.startswith(("ir_", "infrared"))),
-            "frames": len(capture.frame_times), "frames_used": capture.result.frames_used,
-            "edges": len(capture.edges), "heater_off_confirmed": capture.heater_off_confirmed,
-            "heating_s": settings.heating_s}
+    return IrStep(files=sorted(p.name for p in folder.iterdir() if p.name.startswith(("ir_", "infrared"))),
+                  frames=len(capture.frame_times), frames_used=int(capture.result.frames_used),
+                  edges=len(capture.edges), heater_off_confirmed=bool(capture.heater_off_confirmed),
+                  heating_s=float(settings.heating_s))

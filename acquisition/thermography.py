@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mulsen.atomic import atomic_path, atomic_write_text
-from mulsen.errors import MulsenError
+from mulsen.core.atomic import atomic_path, atomic_write_text
+from mulsen.core.errors import ConfigError, MulsenError
 
 from .camera import Camera
 from .clock import Clock
@@ -28,6 +28,7 @@ from .lockin import (
     LockInAccumulator,
     LockInResult,
     LockInWindow,
+    check_frequency,
     fit_edge_train,
     mulsen_ir_image,
 )
@@ -48,16 +49,17 @@ class LockInSettings:
     heater_timing: str = "device"  # device: the controller modulates (exact edges); host: we toggle OUTP
 
     def __post_init__(self) -> None:
-        if not 0.01 <= self.frequency_hz <= 2.0:
-            raise MulsenError(f"lock-in frequency must be 0.01-2 Hz, got {self.frequency_hz}")
+        check_frequency(self.frequency_hz)
         if self.periods < 1 or self.settle_periods < 0:
-            raise MulsenError("need at least 1 integrated period and >= 0 settling periods")
+            raise ConfigError("need at least 1 integrated period and >= 0 settling periods")
         if self.frame_rate_hz < 4 * self.frequency_hz:
-            raise MulsenError(f"frame rate {self.frame_rate_hz} Hz is below 4 frames per period")
+            raise ConfigError(f"frame rate {self.frame_rate_hz:g} Hz is below 4 frames per period")
         if self.heater_timing not in ("device", "host"):
-            raise MulsenError(f"heater timing must be 'device' or 'host', got {self.heater_timing!r}")
+            raise ConfigError(f"heater timing must be 'device' or 'host', got {self.heater_timing!r}")
         if not 0 < self.power_percent <= 100:
-            raise MulsenError(f"heater power must be in (0, 100] %, got {self.power_percent}")
+            raise ConfigError(f"heater power must be in (0, 100] %, got {self.power_percent:g}")
+        if not self.gray_reference_k > 0:
+            raise ConfigError(f"gray reference must be a positive amplitude in K, got {self.gray_reference_k:g}")
 
     @property
     def heating_s(self) -> float:
@@ -220,7 +222,7 @@ def write_lockin_outputs(capture: LockInCapture, folder: Path) -> list[Path]:
     """
     import tifffile
 
-    from dataset.formats import write_ir
+    from mulsen.dataset.formats import write_ir
 
     folder.mkdir(parents=True, exist_ok=True)
     result = capture.result

@@ -13,10 +13,11 @@ import time
 
 import numpy as np
 
-from dataset.align import align_scans, transform_error
-from hardware_mocks.world.parts import sample_part
-from hardware_mocks.world.scanner import flip_transform, grid_spacing_for, part_mesh, partial_scan
-from hardware_mocks.world.scene import Scene
+from mulsen.core.geometry import transform_error_deg
+from mulsen.dataset.align import align_scans
+from mulsen.hardware_mocks.world.parts import sample_part
+from mulsen.hardware_mocks.world.scanner import flip_transform, grid_spacing_for, part_mesh, partial_scan
+from mulsen.hardware_mocks.world.scene import Scene
 
 
 def trials(top_vertices: int, count: int, seed: int = 0):
@@ -34,7 +35,7 @@ def trials(top_vertices: int, count: int, seed: int = 0):
         start = time.perf_counter()
         result = align_scans(scan_a, scan_b)
         seconds.append(time.perf_counter() - start)
-        angle, offset = transform_error(result.transform, truth, scan_b.vertices.mean(0))
+        angle, offset = transform_error_deg(result.transform, truth, scan_b.vertices.mean(0))
         angles.append(angle)
         offsets.append(offset)
         points = len(scan_a.vertices)

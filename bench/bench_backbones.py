@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from detection.backbones import PointMAEExtractor, ViTExtractor, farthest_point_sample
+from mulsen.detection.backbones import PointMAEExtractor, ViTExtractor, farthest_point_sample
 
 
 def main() -> None:

@@ -7,11 +7,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from dataset.build import BuildConfig, build_dataset
-from dataset.release import pack_dataset, verify_release
-from hardware_mocks.sim_cameras import BenchPart
-from hardware_mocks.sim_captures import write_simulated_capture
-from hardware_mocks.world.annotate import annotate_capture
+from mulsen.dataset.build import BuildConfig, build_dataset
+from mulsen.dataset.release import pack_dataset, verify_release
+from mulsen.hardware_mocks.sim_cameras import BenchPart
+from mulsen.hardware_mocks.sim_captures import write_simulated_capture
+from mulsen.hardware_mocks.world.annotate import annotate_capture
 
 SAMPLES = 12
 
@@ -25,7 +25,7 @@ def main() -> None:
             part = BenchPart("capsule", k, defects[k % 4])
             write_simulated_capture(captures, "capsule", f"{k:03d}", part)
         start = time.perf_counter()
-        from dataset.build import capture_folders, merge_capture
+        from mulsen.dataset.build import capture_folders, merge_capture
 
         for _, _, folder in capture_folders(captures):
             merge_capture(folder)

@@ -11,12 +11,13 @@ import time
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from calibration.hand_eye import calibrate_hand_eye, rotation_angle_deg
-from calibration.intrinsics import calibrate_intrinsics
-from calibration.ir_rgb import register_ir_rgb
-from calibration.pose import target_pose
-from hardware_mocks.world.scene import camera_for
-from hardware_mocks.world.targets import Chessboard, TargetRenderer, look_at
+from mulsen.calibration.hand_eye import calibrate_hand_eye
+from mulsen.calibration.intrinsics import calibrate_intrinsics
+from mulsen.calibration.ir_rgb import register_ir_rgb
+from mulsen.calibration.pose import target_pose
+from mulsen.core.geometry import rotation_angle_deg
+from mulsen.hardware_mocks.world.scene import camera_for
+from mulsen.hardware_mocks.world.targets import Chessboard, TargetRenderer, look_at
 
 RIGS = 20
 BOARD = Chessboard(9, 6, 4.0)

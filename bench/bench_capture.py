@@ -11,13 +11,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from acquisition.scans import WRITE_FORMATS, read_scan, write_scan
-from acquisition.session import CaptureSession, SampleRequest, SessionConfig
-from acquisition.thermography import LockInSettings
-from hardware_mocks.devices import running_simulators
-from hardware_mocks.scanner_sim import EXTENSIONS, scan_pair
-from hardware_mocks.sim_bench import SimulatedBench
-from hardware_mocks.sim_cameras import BenchPart
+from mulsen.acquisition.session import CaptureSession, SampleRequest, SessionConfig
+from mulsen.acquisition.thermography import LockInSettings
+from mulsen.dataset.scans import WRITE_FORMATS, read_scan, write_scan
+from mulsen.hardware_mocks.devices import running_simulators
+from mulsen.hardware_mocks.scanner_sim import EXTENSIONS, scan_pair
+from mulsen.hardware_mocks.sim_bench import SimulatedBench
+from mulsen.hardware_mocks.sim_cameras import BenchPart
 
 SAMPLES = 3
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset.reader import MulsenDataset
-from dataset.records import Mesh, SampleContent
-from dataset.validate import validate_dataset
-from dataset.writer import DatasetWriter
+from mulsen.dataset.reader import MulsenDataset
+from mulsen.dataset.records import Mesh, SampleContent
+from mulsen.dataset.validate import validate_dataset
+from mulsen.dataset.writer import DatasetWriter
 
 
 def synthetic_content(rng: np.random.Generator, rgb_size, ir_size, grid: int, defect: bool) -> SampleContent:

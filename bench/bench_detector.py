@@ -12,9 +12,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from dataset.reader import MulsenDataset
-from detection.model import DetectorConfig, TripleADModel
-from hardware_mocks.world.generate import GenerationConfig, generate_dataset
+from mulsen.dataset.reader import MulsenDataset
+from mulsen.detection.model import DetectorConfig, TripleADModel
+from mulsen.hardware_mocks.world.generate import GenerationConfig, generate_dataset
 
 
 def main() -> None:

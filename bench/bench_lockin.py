@@ -18,7 +18,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from acquisition.lockin import LockInAccumulator, LockInWindow  # noqa: E402
+from mulsen.acquisition.lockin import LockInAccumulator, LockInWindow  # noqa: E402
 
 WIDTH, HEIGHT = 640, 480
 FS = 25.0
@@ -48,11 +48,11 @@ def traced_peak_mib(pool: np.ndarray, frames: int) -> float:
 
 
 def simulated_run() -> tuple[float, float]:
-    from acquisition.clock import ScaledClock
-    from acquisition.heater import open_heater
-    from acquisition.thermography import LockInSettings, run_lockin
-    from hardware_mocks.processes import SimulatorProcess
-    from hardware_mocks.sim_cameras import BenchPart, thermal_camera
+    from mulsen.acquisition.clock import ScaledClock
+    from mulsen.acquisition.heater import open_heater
+    from mulsen.acquisition.thermography import LockInSettings, run_lockin
+    from mulsen.hardware_mocks.processes import SimulatorProcess
+    from mulsen.hardware_mocks.sim_cameras import BenchPart, thermal_camera
 
     scale = 20.0
     clock = ScaledClock(scale)
@@ -60,7 +60,8 @@ def simulated_run() -> tuple[float, float]:
         log = Path(tmp) / "edges.jsonl"
         args = ["--edge-log", str(log), "--time-scale", str(scale), "--clock-epoch", repr(clock.epoch)]
         settings = LockInSettings(frequency_hz=0.5, periods=6, settle_periods=1, frame_rate_hz=10)
-        with SimulatorProcess("hardware_mocks.heater_sim", args) as sim, open_heater(sim.endpoint, clock) as heater, \
+        heater_module = "mulsen.hardware_mocks.heater_sim"
+        with SimulatorProcess(heater_module, args) as sim, open_heater(sim.endpoint, clock) as heater, \
                 thermal_camera(BenchPart("cube", 2, "detachment_inside"), clock, log, "small") as camera:
             start = time.perf_counter()
             capture = run_lockin(camera, heater, clock, settings)

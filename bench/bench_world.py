@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware_mocks.world import sample_defect, sample_part
-from hardware_mocks.world.generate import GenerationConfig, generate_dataset
-from hardware_mocks.world.render_rgb import render_rgb
-from hardware_mocks.world.scanner import grid_spacing_for, part_mesh, partial_scan
-from hardware_mocks.world.scene import Scene, camera_for
-from hardware_mocks.world.thermal import HeatingSchedule, render_ir_sequence, thermal_maps
+from mulsen.hardware_mocks.world import sample_defect, sample_part
+from mulsen.hardware_mocks.world.generate import GenerationConfig, generate_dataset
+from mulsen.hardware_mocks.world.render_rgb import render_rgb
+from mulsen.hardware_mocks.world.scanner import grid_spacing_for, part_mesh, partial_scan
+from mulsen.hardware_mocks.world.scene import Scene, camera_for
+from mulsen.hardware_mocks.world.thermal import HeatingSchedule, render_ir_sequence, thermal_maps
 
 
 def best_of(fn, repeats: int = 3) -> float:

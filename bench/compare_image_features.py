@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from detection.features import ImageFeatureConfig, image_features
 from mulsen.cli import main as cli
+from mulsen.detection.features import ImageFeatureConfig, image_features
 
 CANDIDATES = ("handcrafted", "raw_patches", "random_conv")
 

@@ -14,27 +14,13 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from mulsen.core.geometry import rotation_angle_deg, rotvec_from_rotation
+from mulsen.core.records import to_plain
+
 from .intrinsics import CalibrationError
-from .records import read_calibration, write_calibration
+from .records import HandEyeRecord, as_matrix
 
-FORMAT = "mulsen-hand-eye/1"
 METHODS = ("tsai", "park", "horaud", "andreff", "daniilidis")
-
-
-def ur_pose_to_matrix_mm(pose) -> np.ndarray:
-    """UR TCP pose [x, y, z (m), rx, ry, rz] -> 4x4 base_T_tcp in millimetres."""
-    matrix = np.eye(4)
-    matrix[:3, :3] = Rotation.from_rotvec(np.asarray(pose[3:6], float)).as_matrix()
-    matrix[:3, 3] = np.asarray(pose[:3], float) * 1000.0
-    return matrix
-
-
-def matrix_mm_to_ur_pose(matrix: np.ndarray) -> np.ndarray:
-    return np.concatenate([matrix[:3, 3] / 1000.0, Rotation.from_matrix(matrix[:3, :3]).as_rotvec()])
-
-
-def rotation_angle_deg(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.degrees(Rotation.from_matrix(a[:3, :3].T @ b[:3, :3]).magnitude()))
 
 
 @dataclass
@@ -42,19 +28,19 @@ class HandEyeResult:
     tcp_T_camera: np.ndarray  # 4x4 mm
     method: str
     base_T_target: np.ndarray  # where the target lay (mean over the poses)
-    comparison: dict = field(default_factory=dict)  # method -> held-out rotation (deg) / translation (mm) spread
+    comparison: dict[str, dict[str, float | str]] = field(default_factory=dict)  # method -> held-out spread
     poses: int = 0
 
     def save(self, path: str | Path) -> None:
-        write_calibration(path, FORMAT, {
-            "method": self.method, "poses": self.poses, "tcp_T_camera_mm": self.tcp_T_camera.tolist(),
-            "base_T_target_mm": self.base_T_target.tolist(), "comparison": self.comparison})
+        HandEyeRecord(method=self.method, tcp_T_camera_mm=as_matrix(self.tcp_T_camera),
+                      base_T_target_mm=as_matrix(self.base_T_target), poses=self.poses,
+                      comparison=to_plain(self.comparison)).write(path)
 
     @classmethod
     def load(cls, path: str | Path) -> HandEyeResult:
-        record = read_calibration(path, FORMAT, "hand-eye")
-        return cls(np.asarray(record["tcp_T_camera_mm"]), record["method"], np.asarray(record["base_T_target_mm"]),
-                   record.get("comparison", {}), record.get("poses", 0))
+        record = HandEyeRecord.read(path)
+        return cls(np.asarray(record.tcp_T_camera_mm, float), record.method, np.asarray(record.base_T_target_mm, float),
+                   record.comparison, record.poses)
 
 
 def check_pose_diversity(base_T_tcp: list[np.ndarray]) -> None:
@@ -63,7 +49,7 @@ def check_pose_diversity(base_T_tcp: list[np.ndarray]) -> None:
         raise CalibrationError(f"{len(base_T_tcp)} poses: hand-eye needs at least 4 (10-20 recommended)")
     axes = []
     for a, b in itertools.pairwise(base_T_tcp):
-        rotvec = Rotation.from_matrix(a[:3, :3].T @ b[:3, :3]).as_rotvec()
+        rotvec = rotvec_from_rotation(a[:3, :3].T @ b[:3, :3])
         if np.linalg.norm(rotvec) > np.radians(3):
             axes.append(rotvec / np.linalg.norm(rotvec))
     if len(axes) < 2:

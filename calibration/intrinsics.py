@@ -4,29 +4,22 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from mulsen.errors import MulsenError
+from mulsen.core.errors import MulsenError
+from mulsen.core.geometry import rigid_transform, rotation_from_rotvec
+from mulsen.core.records import to_plain
 
-from .records import read_calibration, write_calibration
+from .records import IntrinsicsRecord, ViewResult, as_matrix
 from .targets import Chessboard, detect_chessboard
 
-FORMAT = "mulsen-intrinsics/1"
 MIN_VIEWS = 4
 
 
 class CalibrationError(MulsenError):
     """The views cannot give a trustworthy calibration."""
-
-
-@dataclass
-class ViewResult:
-    name: str
-    used: bool
-    reason: str = ""
-    rms_px: float | None = None
-    camera_T_target: list | None = None  # 4x4, target mm -> camera mm
 
 
 @dataclass
@@ -36,34 +29,27 @@ class Intrinsics:
     image_size: tuple[int, int]  # width, height
     rms_px: float
     views: list[ViewResult] = field(default_factory=list)
-    camera: dict = field(default_factory=dict)
-    board: dict = field(default_factory=dict)
+    camera: dict[str, Any] = field(default_factory=dict)
+    board: dict[str, Any] = field(default_factory=dict)
 
     @property
     def used_views(self) -> list[ViewResult]:
         return [v for v in self.views if v.used]
 
     def save(self, path: str | Path) -> None:
-        write_calibration(path, FORMAT, {
-            "camera": self.camera, "board": self.board, "image_size": list(self.image_size),
-            "camera_matrix": self.camera_matrix.tolist(), "dist": self.dist.tolist(), "rms_px": self.rms_px,
-            "views": [asdict(v) for v in self.views]})
+        IntrinsicsRecord(camera_matrix=as_matrix(self.camera_matrix), dist=tuple(np.ravel(self.dist).tolist()),
+                         image_size=self.image_size, rms_px=float(self.rms_px), views=tuple(self.views),
+                         camera=to_plain(self.camera), board=to_plain(self.board)).write(path)
 
     @classmethod
     def load(cls, path: str | Path) -> Intrinsics:
-        record = read_calibration(path, FORMAT, "camera intrinsics")
-        return cls(np.asarray(record["camera_matrix"], float), np.asarray(record["dist"], float),
-                   tuple(record["image_size"]), record["rms_px"], [ViewResult(**v) for v in record["views"]],
-                   record.get("camera", {}), record.get("board", {}))
+        record = IntrinsicsRecord.read(path)
+        return cls(np.asarray(record.camera_matrix, float), np.asarray(record.dist, float), record.image_size,
+                   record.rms_px, list(record.views), record.camera, record.board)
 
 
 def _pose(rvec: np.ndarray, tvec: np.ndarray) -> np.ndarray:
-    import cv2
-
-    pose = np.eye(4)
-    pose[:3, :3] = cv2.Rodrigues(rvec)[0]
-    pose[:3, 3] = np.asarray(tvec).ravel()
-    return pose
+    return rigid_transform(rotation_from_rotvec(np.ravel(rvec)), np.ravel(tvec))
 
 
 def calibrate_intrinsics(images: list[np.ndarray], board: Chessboard, names: list[str] | None = None,
@@ -124,7 +110,7 @@ def calibrate_intrinsics(images: list[np.ndarray], board: Chessboard, names: lis
         del object_points[worst], image_points[worst]
     active = [v for v in views if v.used]
     for view, error, rvec, tvec in zip(active, per_view, rvecs, tvecs, strict=True):
-        view.rms_px, view.camera_T_target = error, _pose(rvec, tvec).tolist()
+        view.rms_px, view.camera_T_target = error, as_matrix(_pose(rvec, tvec))
     _check_conditioning(matrix, active, width, height)
     return Intrinsics(matrix, dist.ravel(), (width, height), float(rms), views, camera or {},
                       asdict(board))

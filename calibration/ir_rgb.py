@@ -12,10 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from .intrinsics import CalibrationError
-from .records import read_calibration, write_calibration
+from .records import IrRgbRecord, as_matrix
 from .targets import Chessboard, detect_chessboard
-
-FORMAT = "mulsen-ir-rgb/1"
 
 
 @dataclass
@@ -25,7 +23,7 @@ class IrRgbRegistration:
     inliers: int
     ir_size: tuple[int, int]
     rgb_size: tuple[int, int]
-    reference_tcp_pose: list[float] | None = None  # the UR pose the RGB view was taken from
+    reference_tcp_pose: tuple[float, ...] | None = None  # the UR pose the RGB view was taken from
 
     def map_points(self, points_ir: np.ndarray) -> np.ndarray:
         points = np.asarray(points_ir, float).reshape(-1, 2)
@@ -41,16 +39,16 @@ class IrRgbRegistration:
         return warped.astype(bool)
 
     def save(self, path: str | Path) -> None:
-        write_calibration(path, FORMAT, {
-            "homography": self.homography.tolist(), "rms_px": self.rms_px, "inliers": self.inliers,
-            "ir_size": list(self.ir_size), "rgb_size": list(self.rgb_size),
-            "reference_tcp_pose": self.reference_tcp_pose})
+        pose = self.reference_tcp_pose
+        IrRgbRecord(homography=as_matrix(self.homography), rms_px=float(self.rms_px), inliers=int(self.inliers),
+                    ir_size=self.ir_size, rgb_size=self.rgb_size,
+                    reference_tcp_pose=None if pose is None else tuple(map(float, pose))).write(path)
 
     @classmethod
     def load(cls, path: str | Path) -> IrRgbRegistration:
-        record = read_calibration(path, FORMAT, "IR-RGB registration")
-        return cls(np.asarray(record["homography"]), record["rms_px"], record["inliers"], tuple(record["ir_size"]),
-                   tuple(record["rgb_size"]), record.get("reference_tcp_pose"))
+        record = IrRgbRecord.read(path)
+        return cls(np.asarray(record.homography, float), record.rms_px, record.inliers, record.ir_size,
+                   record.rgb_size, record.reference_tcp_pose)
 
 
 def _undistort(points: np.ndarray, intrinsics) -> np.ndarray:

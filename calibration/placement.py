@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from mulsen.errors import MulsenError
+from mulsen.acquisition.placement import PlacementChoice
+from mulsen.acquisition.robot import part_pixel_in_ir
+from mulsen.core.errors import MulsenError
+from mulsen.core.geometry import transform_mm_to_ur_pose, ur_pose_to_transform_mm
 
-from .hand_eye import HandEyeResult, matrix_mm_to_ur_pose, ur_pose_to_matrix_mm
+from .hand_eye import HandEyeResult
 from .intrinsics import Intrinsics
 from .ir_rgb import IrRgbRegistration
 
@@ -52,13 +56,23 @@ class CalibratedPlacement:
         distance = (point - origin) @ normal / (direction @ normal)
         return origin + distance * direction
 
+    def tcp_pose_for_part(self, amplitude: np.ndarray, ir_intrinsics: np.ndarray | None) -> PlacementChoice:
+        """``acquisition.placement.Placement``: the IR pixel comes from the amplitude image, the rest from
+        the calibration (the IR intrinsics are not needed: the homography maps IR pixels to RGB pixels)."""
+        pixel = part_pixel_in_ir(amplitude)
+        return PlacementChoice(tuple(map(float, self.tcp_pose_for_ir_pixel(pixel))), pixel, "calibrated")
+
+    def describe(self) -> dict[str, Any]:
+        return {"calibration": {"hand_eye_method": self.hand_eye.method,
+                                "reference_tcp_pose": list(self.registration.reference_tcp_pose or ())}}
+
     def tcp_pose_for_ir_pixel(self, ir_pixel) -> np.ndarray:
         """UR pose placing the RGB camera, in the reference orientation, centred over the IR pixel's point."""
         camera_x = self.hand_eye.tcp_T_camera
-        reference = ur_pose_to_matrix_mm(self.registration.reference_tcp_pose) @ camera_x
+        reference = ur_pose_to_transform_mm(self.registration.reference_tcp_pose) @ camera_x
         rgb_pixel = self.registration.map_points(np.asarray(ir_pixel, float))[0]
         principal = self.rgb.camera_matrix[:2, 2]
         shift = self._bench_hit(reference, rgb_pixel) - self._bench_hit(reference, principal)
         moved = reference.copy()
         moved[:3, 3] += shift
-        return matrix_mm_to_ur_pose(moved @ np.linalg.inv(camera_x))
+        return transform_mm_to_ur_pose(moved @ np.linalg.inv(camera_x))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mulsen.core.geometry import rigid_transform, rotation_from_rotvec
+
 from .targets import Chessboard, detect_chessboard
 
 
@@ -21,7 +23,4 @@ def target_pose(image: np.ndarray, board: Chessboard, camera_matrix: np.ndarray,
         return None
     projected, _ = cv2.projectPoints(objects, rvec, tvec, camera_matrix, dist)
     rms = float(np.sqrt(np.mean(np.sum((projected.reshape(-1, 2) - corners) ** 2, axis=1))))
-    pose = np.eye(4)
-    pose[:3, :3] = cv2.Rodrigues(rvec)[0]
-    pose[:3, 3] = tvec.ravel()
-    return pose, rms
+    return rigid_transform(rotation_from_rotvec(rvec.ravel()), tvec.ravel()), rms

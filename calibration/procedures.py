@@ -7,10 +7,11 @@ from collections.abc import Callable, Iterable
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from acquisition.camera import Camera
-from acquisition.robot import RobotArm
+from mulsen.acquisition.camera import Camera
+from mulsen.acquisition.robot import RobotArm
+from mulsen.core.geometry import transform_mm_to_ur_pose, ur_pose_to_transform_mm
 
-from .hand_eye import HandEyeResult, calibrate_hand_eye, matrix_mm_to_ur_pose, ur_pose_to_matrix_mm
+from .hand_eye import HandEyeResult, calibrate_hand_eye
 from .intrinsics import CalibrationError, Intrinsics, calibrate_intrinsics
 from .ir_rgb import IrRgbRegistration, register_ir_rgb
 from .pose import target_pose
@@ -48,7 +49,7 @@ def viewing_poses(base_T_target: np.ndarray, board: Chessboard, count: int, rng:
         matrix[:3, 3] = position
         twist = Rotation.from_euler("z", rng.uniform(-20, 20), degrees=True).as_matrix()
         matrix[:3, :3] = matrix[:3, :3] @ twist
-        poses.append(matrix_mm_to_ur_pose(matrix))
+        poses.append(transform_mm_to_ur_pose(matrix))
     return poses
 
 
@@ -76,7 +77,7 @@ def hand_eye_from_views(views: list[tuple[np.ndarray, np.ndarray]], board: Chess
     for tcp_pose, image in views:
         found = target_pose(to_gray8(image), board, intrinsics.camera_matrix, intrinsics.dist)
         if found is not None:
-            robot.append(ur_pose_to_matrix_mm(tcp_pose))
+            robot.append(ur_pose_to_transform_mm(tcp_pose))
             target.append(found[0])
     if len(robot) < 4:
         raise CalibrationError(f"the target was found in only {len(robot)} of {len(views)} views")

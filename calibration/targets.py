@@ -1,12 +1,38 @@
-"""Chessboard detection with sub-pixel corners in one canonical order."""
+"""The chessboard target (its geometry and the pattern it prints) and its detection with sub-pixel corners in one
+canonical order."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from hardware_mocks.world.targets import Chessboard
 
-__all__ = ["Chessboard", "detect_chessboard"]
+@dataclass(frozen=True)
+class Chessboard:
+    inner_cols: int = 9
+    inner_rows: int = 6
+    square_mm: float = 4.0
+
+    @property
+    def pattern(self) -> tuple[int, int]:
+        return self.inner_cols, self.inner_rows
+
+    def object_points(self) -> np.ndarray:
+        """Inner corners in the target frame (mm, z = 0), in OpenCV's row-major detection order."""
+        jj, ii = np.meshgrid(np.arange(self.inner_cols), np.arange(self.inner_rows))
+        return np.stack([jj.ravel() * self.square_mm, ii.ravel() * self.square_mm, np.zeros(jj.size)], 1)
+
+    def centre(self) -> np.ndarray:
+        return np.array([(self.inner_cols - 1) * self.square_mm / 2, (self.inner_rows - 1) * self.square_mm / 2, 0])
+
+    def colour(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """1 = white, 0 = black, NaN outside the board (one white square margin all round)."""
+        i, j = np.floor(y / self.square_mm) + 1, np.floor(x / self.square_mm) + 1  # squares 0..n, corners between
+        inside = (i >= -1) & (i <= self.inner_rows + 1) & (j >= -1) & (j <= self.inner_cols + 1)
+        checker = ((i + j) % 2 == 0).astype(float)
+        margin = (i == -1) | (j == -1) | (i == self.inner_rows + 1) | (j == self.inner_cols + 1)
+        return np.where(inside, np.where(margin, 1.0, checker), np.nan)
 
 
 def detect_chessboard(image: np.ndarray, board: Chessboard) -> np.ndarray | None:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mulsen.errors import MulsenError
+from mulsen.core.errors import MulsenError
+from mulsen.core.geometry import apply_transform, rotation_angle_deg, rotation_from_rotvec
 
 from .meshio import smooth_vertex_normals, vertex_normals
 from .records import Mesh
@@ -48,6 +49,16 @@ class AlignmentGates:
     min_overlap_points: int = 50
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One starting pose that was finished, and whether it passed the gates."""
+
+    candidate: str
+    fitness: float
+    inlier_rmse: float
+    passed: bool
+
+
 @dataclass
 class AlignmentResult:
     transform: np.ndarray  # 4x4, scan B coordinates -> scan A coordinates
@@ -56,12 +67,7 @@ class AlignmentResult:
     overlap_ratio: float
     spacing: float
     method: str
-    candidates: list[dict] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return {"transform": np.round(self.transform, 9).tolist(), "fitness": round(self.fitness, 5),
-                "inlier_rmse_mm": round(self.rmse, 6), "overlap_ratio": round(self.overlap_ratio, 5),
-                "point_spacing_mm": round(self.spacing, 5), "method": self.method, "candidates": self.candidates}
+    candidates: list[Candidate] = field(default_factory=list)
 
 
 def rigid_from_pairs(source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -79,22 +85,6 @@ def rigid_from_pairs(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     transform[:3, :3] = rotation
     transform[:3, 3] = ct - rotation @ cs
     return transform
-
-
-def apply_transform(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return np.asarray(points, float) @ transform[:3, :3].T + transform[:3, 3]
-
-
-def transform_error(estimate: np.ndarray, truth: np.ndarray, at: np.ndarray) -> tuple[float, float]:
-    """(rotation error in degrees, displacement error at the point ``at``) between two 4x4 transforms.
-
-    The displacement is measured at the part (e.g. the centroid of the moved scan): scanner frames sit
-    metres from their origin, where a tiny rotation error shows up as a large translation component.
-    """
-    delta = np.linalg.inv(truth) @ estimate
-    angle = np.degrees(np.arccos(np.clip((np.trace(delta[:3, :3]) - 1) / 2, -1, 1)))
-    at = np.asarray(at, float)
-    return float(angle), float(np.linalg.norm(apply_transform(estimate, at) - apply_transform(truth, at)))
 
 
 def _cloud(points: np.ndarray, normals: np.ndarray | None = None):
@@ -178,16 +168,6 @@ def flip_candidates(a_points: np.ndarray, b_points: np.ndarray, up: np.ndarray, 
     return out
 
 
-def _rotation(w: np.ndarray) -> np.ndarray:
-    """Rotation matrix of the rotation vector ``w`` (Rodrigues)."""
-    angle = float(np.linalg.norm(w))
-    if angle < 1e-15:
-        return np.eye(3)
-    k = w / angle
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * kx @ kx
-
-
 @dataclass
 class _Target:
     """Scan A prepared for nearest-neighbour queries."""
@@ -251,7 +231,7 @@ def icp(target: _Target, b_points: np.ndarray, b_normals: np.ndarray, initial: n
         except np.linalg.LinAlgError:  # degenerate pairs (e.g. one flat patch): least squares instead
             step = np.linalg.lstsq(jacobian, rhs, rcond=None)[0]
         update = np.eye(4)
-        update[:3, :3] = _rotation(step[:3])
+        update[:3, :3] = rotation_from_rotvec(step[:3])
         update[:3, 3] = step[3:]
         transform = update @ transform
         if np.linalg.norm(step[:3]) < 1e-6 and np.linalg.norm(step[3:]) < 1e-4 * threshold:
@@ -330,8 +310,7 @@ def align_scans(scan_a: Mesh, scan_b: Mesh, gates: AlignmentGates | None = None,
         settled.append(transform)
         transform, fitness, rmse, pairs = _finish(target, b_points, b_normals, transform, spacing)
         passed = bool(_passes(gates, fitness, rmse, pairs, spacing) and is_flip(transform))
-        report.append({"candidate": name, "fitness": round(fitness, 5), "inlier_rmse": round(rmse, 6),
-                       "passed": passed})
+        report.append(Candidate(name, round(fitness, 5), round(rmse, 6), passed))
         if passed and (best is None or (fitness, -rmse) > (best[1], -best[2])):
             best = (transform, fitness, rmse)
     if best is None and allow_global and point_pairs is None and initial is None:
@@ -339,17 +318,16 @@ def align_scans(scan_a: Mesh, scan_b: Mesh, gates: AlignmentGates | None = None,
         transform = refine(target, b_points, b_normals, transform, spacing, max_points=MIDDLE_POINTS)[0]
         transform, fitness, rmse, pairs = _finish(target, b_points, b_normals, transform, spacing)
         passed = bool(_passes(gates, fitness, rmse, pairs, spacing) and is_flip(transform))
-        report.append({"candidate": "FPFH + RANSAC", "fitness": round(fitness, 5), "inlier_rmse": round(rmse, 6),
-                       "passed": passed})
+        report.append(Candidate("FPFH + RANSAC", round(fitness, 5), round(rmse, 6), passed))
         if passed:
             best, method = (transform, fitness, rmse), "FPFH + RANSAC fallback + ICP"
     if best is None:
         if not report:
             raise AlignmentError("no candidate turned the scan over (the flip prior failed); supply an initial "
                                  "transform or three point pairs")
-        top = max(report, key=lambda r: r["fitness"])
-        raise AlignmentError(f"no alignment passed the gates (best: {top['candidate']}, fitness {top['fitness']:.3f} "
-                             f"< {gates.min_fitness} or inlier RMSE {top['inlier_rmse']:.4f} > "
+        top = max(report, key=lambda r: r.fitness)
+        raise AlignmentError(f"no alignment passed the gates (best: {top.candidate}, fitness {top.fitness:.3f} "
+                             f"< {gates.min_fitness} or inlier RMSE {top.inlier_rmse:.4f} > "
                              f"{gates.max_rmse_spacing * spacing:.4f}); supply an initial transform or three point "
                              "pairs")
     transform, fitness, rmse = best
@@ -379,8 +357,7 @@ def fit_quality(target: _Target, b_points: np.ndarray, b_normals: np.ndarray, tr
 
 def _same_pose(first: np.ndarray, second: np.ndarray, tolerance: float) -> bool:
     """Whether two transforms of B agree to a degree and ``tolerance`` (at the working origin)."""
-    angle = np.degrees(np.arccos(np.clip((np.trace(first[:3, :3].T @ second[:3, :3]) - 1) / 2, -1, 1)))
-    return bool(angle < 1.0 and np.linalg.norm(first[:3, 3] - second[:3, 3]) < tolerance)
+    return bool(rotation_angle_deg(first, second) < 1.0 and np.linalg.norm(first[:3, 3] - second[:3, 3]) < tolerance)
 
 
 def _passes(gates: AlignmentGates, fitness: float, rmse: float, pairs: int, spacing: float) -> bool:

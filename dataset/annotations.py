@@ -19,7 +19,7 @@ from pathlib import Path, PureWindowsPath
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mulsen.errors import DataFormatError
+from mulsen.core.errors import DataFormatError
 
 IGNORE_LABEL = "__ignore__"
 BACKGROUND_LABEL = "_background_"

@@ -23,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mulsen.atomic import atomic_write_text
-from mulsen.errors import DataFormatError, MulsenError
+from mulsen.core.errors import DataFormatError, MulsenError
+from mulsen.core.records import Record
 
-from .align import AlignmentGates, align_scans, merge_scans
+from .align import AlignmentGates, AlignmentResult, Candidate, align_scans, merge_scans
 from .annotations import defect_mask, point_selection_labels, read_labelme
+from .captures import CAPTURE_FILE, CaptureRecord
 from .formats import read_ir, read_pc_gt, read_rgb
 from .meshio import read_stl, stable_mesh, write_stl
 from .records import GOOD, Mesh, SampleContent, Split
@@ -35,6 +36,33 @@ from .writer import PROVENANCE_DIR, DatasetWriter
 
 MERGED_NAME = "pointcloud.stl"
 ALIGNMENT_NAME = "alignment.json"
+
+
+@dataclass(frozen=True)
+class AlignmentRecord(Record):
+    """``alignment.json`` beside a merged capture: how scan B was put onto scan A."""
+
+    FORMAT = "mulsen-alignment"
+    VERSION = 1
+    WHAT = "alignment report"
+
+    transform: tuple[tuple[float, ...], ...]  # 4x4, scan B -> scan A, scanner millimetres
+    fitness: float
+    inlier_rmse_mm: float
+    overlap_ratio: float
+    point_spacing_mm: float
+    method: str
+    candidates: tuple[Candidate, ...]
+    scan_a: str
+    scan_b: str
+    merged: str
+    merged_vertices: int
+
+    @classmethod
+    def of(cls, result: AlignmentResult, scan_a: str, scan_b: str, merged: Mesh) -> AlignmentRecord:
+        return cls(tuple(map(tuple, np.round(result.transform, 9).tolist())), round(result.fitness, 5),
+                   round(result.rmse, 6), round(result.overlap_ratio, 5), round(result.spacing, 5), result.method,
+                   tuple(result.candidates), scan_a, scan_b, MERGED_NAME, len(merged.vertices))
 
 
 @dataclass(frozen=True)
@@ -65,7 +93,7 @@ def find_scans(folder: Path) -> tuple[Path, Path]:
 
 def merge_capture(folder: Path, gates: AlignmentGates | None = None, initial: np.ndarray | None = None) -> Mesh:
     """The merged mesh of a capture: read ``pointcloud.stl`` if present, else align, merge and write it."""
-    from acquisition.scans import read_scan
+    from mulsen.dataset.scans import read_scan
 
     merged_path = folder / MERGED_NAME
     if merged_path.exists():
@@ -80,9 +108,7 @@ def merge_capture(folder: Path, gates: AlignmentGates | None = None, initial: np
         raise MulsenError(f"{folder}: {exc}") from None
     merged = stable_mesh(merge_scans(scan_a, scan_b, result.transform, 1.5 * result.spacing))
     # the report first: pointcloud.stl is what marks a capture as merged
-    atomic_write_text(folder / ALIGNMENT_NAME, json.dumps({**result.as_dict(), "scan_a": path_a.name,
-                                                            "scan_b": path_b.name, "merged": MERGED_NAME,
-                                                            "merged_vertices": len(merged.vertices)}, indent=2))
+    AlignmentRecord.of(result, path_a.name, path_b.name, merged).write(folder / ALIGNMENT_NAME)
     write_stl(merged_path, merged)
     return merged
 
@@ -93,7 +119,7 @@ def capture_folders(root: Path) -> list[tuple[str, str, Path]]:
     out = []
     for category in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
         for sample in sorted(p for p in category.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if (sample / "capture.json").exists():
+            if (sample / CAPTURE_FILE).exists():
                 out.append((category.name, sample.name, sample))
     return out
 
@@ -184,13 +210,13 @@ def build_dataset(captures: Path, annotations: Path | None, out: Path, config: B
             split = Split(config.splits[key])
         else:
             split = Split.TEST if _goes_to_test(category, sample_id, config.test_good_ratio) else Split.TRAIN
-        capture = json.loads((folder / "capture.json").read_text())
+        capture = CaptureRecord.read(folder / CAPTURE_FILE)
         content = SampleContent(rgb, infrared, mesh, labelled.rgb_mask, labelled.ir_mask,
                                 labelled.pc_anomalous_points,
                                 provenance={"capture": f"{category}/{sample_id}",
-                                            "captured": capture.get("finished"),
-                                            "operator": capture.get("operator"),
-                                            "simulated_part": capture.get("devices", {}).get("simulated_part")})
+                                            "captured": capture.finished,
+                                            "operator": capture.operator,
+                                            "simulated_part": capture.simulated_part})
         key = writer.add(category, split, defect_type, content)
         bucket = f"{category}/{split.value}/{defect_type}"
         report.added[bucket] = report.added.get(bucket, 0) + 1

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from mulsen.atomic import atomic_path, atomic_write_text
-from mulsen.errors import DataFormatError
+from mulsen.core.atomic import atomic_path, atomic_write_text
+from mulsen.core.errors import DataFormatError
 
 from .records import CSV_HEADER, ModalityLabels
 

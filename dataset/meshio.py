@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mulsen.atomic import atomic_path
-from mulsen.errors import DataFormatError
+from mulsen.core.atomic import atomic_path
+from mulsen.core.errors import DataFormatError
 
 from .records import Mesh
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
-from mulsen.errors import DataFormatError, MulsenError
+from mulsen.core.errors import DataFormatError, MulsenError
 
 from . import layout
 from .formats import read_ir, read_labels_csv, read_mask, read_pc_gt, read_rgb

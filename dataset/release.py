@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from mulsen import __version__
-from mulsen.atomic import atomic_path, atomic_write_text
-from mulsen.errors import MulsenError
+from mulsen.core.atomic import atomic_path, atomic_write_text
+from mulsen.core.errors import MulsenError
 
 from .layout import find_root
 from .reader import MulsenDataset

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
-from mulsen.errors import DataFormatError
+from mulsen.core.errors import DataFormatError
 
 from . import layout
 from .formats import open_image, parse_labels_csv, read_pc_gt

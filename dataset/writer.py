@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mulsen.errors import DataFormatError, MulsenError
+from mulsen.core.errors import DataFormatError, MulsenError
 
 from . import layout
 from .formats import parse_labels_csv, write_ir, write_labels_csv, write_mask, write_pc_gt, write_rgb

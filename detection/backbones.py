@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mulsen.errors import MulsenError
+from mulsen.core.errors import MulsenError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dataset.reader import MulsenDataset
-from dataset.records import Split
+from mulsen.dataset.reader import MulsenDataset
+from mulsen.dataset.records import Split
 
 from .metrics import aupr, aupro, auroc, f1_max
 from .model import SHORT, TripleADModel, combo_name

@@ -58,7 +58,7 @@ _EXTRACTORS_LOCK = threading.Lock()  # training extracts on two threads: load ea
 
 def _network(kind: str, weights: str | None, device: str):
     """One loaded network per (kind, weights, device), reused across samples."""
-    from mulsen.errors import MulsenError
+    from mulsen.core.errors import MulsenError
 
     from .backbones import WEIGHT_SOURCES, PointMAEExtractor, RandomConvExtractor, ViTExtractor
 
@@ -95,7 +95,7 @@ def image_features(image: np.ndarray, config: ImageFeatureConfig = ImageFeatureC
         return (blocks.reshape(rows * cols, -1) / 255.0).astype(np.float32), PatchGrid(rows, cols, (h, w))
     if config.backbone != "handcrafted":
         if config.backbone not in IMAGE_BACKBONES:
-            from mulsen.errors import MulsenError
+            from mulsen.core.errors import MulsenError
 
             raise MulsenError(f"unknown image backbone {config.backbone!r} (choices: {', '.join(IMAGE_BACKBONES)})")
         tokens, (rows, cols) = _network(config.backbone, config.weights, config.device)(image)
@@ -166,7 +166,7 @@ def point_features(vertices: np.ndarray, config: PointFeatureConfig = PointFeatu
 
     if config.backbone != "fpfh":
         if config.backbone not in POINT_BACKBONES:
-            from mulsen.errors import MulsenError
+            from mulsen.core.errors import MulsenError
 
             raise MulsenError(f"unknown point backbone {config.backbone!r} (choices: {', '.join(POINT_BACKBONES)})")
         features, centres = _network(config.backbone, config.weights, config.device)(vertices)

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset.records import SampleData
 from mulsen import __version__
-from mulsen.atomic import atomic_path, atomic_write_text
-from mulsen.errors import MulsenError
+from mulsen.core.atomic import atomic_path, atomic_write_text
+from mulsen.core.errors import MulsenError
+from mulsen.dataset.records import SampleData
 
 from .features import ImageFeatureConfig, PointFeatureConfig, image_features, point_features, upsample_scores
 from .memory_bank import MemoryBank

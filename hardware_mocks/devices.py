@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from acquisition.clock import ScaledClock
-from mulsen.atomic import atomic_write_text
-from mulsen.errors import MulsenError
+from mulsen.acquisition.clock import ScaledClock
+from mulsen.core.atomic import atomic_write_text
+from mulsen.core.errors import MulsenError
 
 from .processes import SimulatorProcess
 from .sim_cameras import BenchPart
@@ -89,12 +89,12 @@ def running_simulators(state_dir: str | Path, part: BenchPart, time_scale: float
     robot_host = free_loopback_host()
     exports, requests = state_dir / "scanner_exports", state_dir / "scanner_requests"
     processes = {
-        "heater": SimulatorProcess("hardware_mocks.heater_sim", [
+        "heater": SimulatorProcess("mulsen.hardware_mocks.heater_sim", [
             "--link", str(link), "--edge-log", str(edge_log), "--time-scale", repr(time_scale),
             "--clock-epoch", repr(epoch), *(heater_args or [])]),
-        "robot": SimulatorProcess("hardware_mocks.ur_sim", [
+        "robot": SimulatorProcess("mulsen.hardware_mocks.ur_sim", [
             "--host", robot_host, "--script-log", str(state_dir / "robot_script.jsonl"), *(robot_args or [])]),
-        "scanner": SimulatorProcess("hardware_mocks.scanner_sim", [
+        "scanner": SimulatorProcess("mulsen.hardware_mocks.scanner_sim", [
             "--requests", str(requests), "--exports", str(exports), "--log", str(state_dir / "scanner_log.jsonl")]),
     }
     with contextlib.ExitStack() as stack:

@@ -21,7 +21,7 @@ import tty
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from acquisition.clock import ScaledClock
+from mulsen.acquisition.clock import ScaledClock
 
 from .processes import stop_event
 

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from mulsen.errors import MulsenError
+from mulsen.core.errors import MulsenError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,7 +25,7 @@ def stop_event() -> threading.Event:
 
 
 class SimulatorProcess:
-    """``with SimulatorProcess("hardware_mocks.heater_sim", [...]) as sim: sim.endpoint`` (a path or address).
+    """``with SimulatorProcess("mulsen.hardware_mocks.heater_sim", [...]) as sim: sim.endpoint`` (a path or address).
 
     The child runs in its own session so that a Ctrl-C aimed at the host does not reach it, like a
     real device on the bench.

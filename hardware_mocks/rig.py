@@ -6,37 +6,30 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from acquisition.robot import ArmGeometry
-from calibration.hand_eye import ur_pose_to_matrix_mm
+from mulsen.acquisition.robot import ArmGeometry
+from mulsen.core.geometry import rigid_transform, ur_pose_to_transform_mm
 
 from .world.scene import DownCamera, camera_for
 
-
-def _transform(rotation: np.ndarray, translation) -> np.ndarray:
-    out = np.eye(4)
-    out[:3, :3], out[:3, 3] = rotation, translation
-    return out
-
-
 # The real mount differs from the nominal "camera at the TCP": a few millimetres and a little twist
 # about the optical axis (a tilt would break the straight-down RGB renderer of the capture simulator).
-TRUE_RGB_MOUNT = _transform(Rotation.from_euler("z", 2.0, degrees=True).as_matrix(), [4.0, -3.0, 1.5])
+TRUE_RGB_MOUNT = rigid_transform(Rotation.from_euler("z", 2.0, degrees=True).as_matrix(), [4.0, -3.0, 1.5])
 IR_CAMERA_HEIGHT_MM = 300.0
 
 
 def bench_T_base(geometry: ArmGeometry | None = None) -> np.ndarray:
     origin = np.asarray((geometry or ArmGeometry()).bench_origin_in_base_m) * 1000.0
-    return _transform(np.eye(3), -origin)
+    return rigid_transform(np.eye(3), -origin)
 
 
 def base_T_rgb_camera(tcp_pose, mount: np.ndarray = TRUE_RGB_MOUNT) -> np.ndarray:
-    return ur_pose_to_matrix_mm(tcp_pose) @ mount
+    return ur_pose_to_transform_mm(tcp_pose) @ mount
 
 
 def base_T_ir_camera(geometry: ArmGeometry | None = None) -> np.ndarray:
     """The fixed IR camera: above the bench origin, looking straight down (image x along bench x)."""
     looking_down = Rotation.from_rotvec([np.pi, 0, 0]).as_matrix()
-    return np.linalg.inv(bench_T_base(geometry)) @ _transform(looking_down, [0.0, 0.0, IR_CAMERA_HEIGHT_MM])
+    return np.linalg.inv(bench_T_base(geometry)) @ rigid_transform(looking_down, [0.0, 0.0, IR_CAMERA_HEIGHT_MM])
 
 
 def rgb_view(tcp_pose, size: str, geometry: ArmGeometry | None = None) -> DownCamera:
@@ -50,4 +43,4 @@ def rgb_view(tcp_pose, size: str, geometry: ArmGeometry | None = None) -> DownCa
 
 def board_on_bench(bench_xy_mm=(-14.0, -9.0), geometry: ArmGeometry | None = None) -> np.ndarray:
     """base_T_target of a calibration board lying flat on the bench, its x along bench x."""
-    return np.linalg.inv(bench_T_base(geometry)) @ _transform(np.eye(3), [*bench_xy_mm, 0.0])
+    return np.linalg.inv(bench_T_base(geometry)) @ rigid_transform(np.eye(3), [*bench_xy_mm, 0.0])

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from acquisition.scans import write_scan
+from mulsen.dataset.scans import write_scan
 
 from .processes import stop_event
 from .sim_cameras import BenchPart

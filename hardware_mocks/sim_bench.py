@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from acquisition.heater import open_heater
-from acquisition.robot import ArmGeometry, connected_arm
-from acquisition.session import SampleRequest, SessionDevices
-from mulsen.atomic import atomic_write_text
+from mulsen.acquisition.heater import open_heater
+from mulsen.acquisition.robot import ArmGeometry, connected_arm
+from mulsen.acquisition.session import SampleRequest, SessionDevices
+from mulsen.core.atomic import atomic_write_text
 
 from .devices import SimBench
 from .rig import rgb_view

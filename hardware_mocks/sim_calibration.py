@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from acquisition.camera import CameraConfig, GenICamCamera, simulator_producer
-from acquisition.clock import Clock
+from mulsen.acquisition.camera import CameraConfig, GenICamCamera, simulator_producer
+from mulsen.acquisition.clock import Clock
 
 from .rig import base_T_ir_camera, base_T_rgb_camera
 from .sim_cameras import IR_SERIAL, RGB_SERIAL, SimulatedCamera

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from acquisition.camera import CameraConfig, Frame, GenICamCamera, decode_pixels, simulator_producer
-from acquisition.clock import Clock
-from mulsen.errors import MulsenError
+from mulsen.acquisition.camera import CameraConfig, Frame, GenICamCamera, decode_pixels, simulator_producer
+from mulsen.acquisition.clock import Clock
+from mulsen.core.errors import MulsenError
 
 from .heater_sim import read_edge_log
 from .world.defects import DEFECT_TYPES

@@ -3,16 +3,16 @@ testing and benchmarking the dataset builder. Same files and ``capture.json`` ke
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from acquisition.lockin import mulsen_ir_image
-from acquisition.robot import ArmGeometry
-from acquisition.scans import write_scan
-from dataset.formats import write_ir, write_rgb
-from mulsen.atomic import atomic_folder
+from mulsen.acquisition.lockin import mulsen_ir_image
+from mulsen.acquisition.robot import ArmGeometry
+from mulsen.core.atomic import atomic_folder
+from mulsen.dataset.captures import CAPTURE_FILE, ArmStep, CaptureRecord, CaptureSteps, SampleRequest
+from mulsen.dataset.formats import write_ir, write_rgb
+from mulsen.dataset.scans import write_scan
 
 from .rig import rgb_view
 from .scanner_sim import scan_pair
@@ -36,8 +36,8 @@ def write_simulated_capture(root: Path, category: str, sample_id: str, part: Ben
         write_ir(folder / "infrared.png", mulsen_ir_image(amplitude))
         write_scan(folder / "scan_a.stl", scan_a.vertices, scan_a.faces, "stl")
         write_scan(folder / "scan_b.stl", scan_b.vertices, scan_b.faces, "stl")
-        record = {"format": "mulsen-capture/1", "request": {"category": category, "sample_id": sample_id},
-                  "finished": "rendered", "operator": "world", "devices": {"simulated_part": str(part)},
-                  "steps": {"arm": {"reached_pose": pose.tolist()}}}
-        (folder / "capture.json").write_text(json.dumps(record, indent=1))
+        CaptureRecord(request=SampleRequest(category, sample_id, part=str(part)), finished="rendered",
+                      operator="world", devices={"simulated_part": str(part)},
+                      steps=CaptureSteps(arm=ArmStep(placement="rendered", reached_pose=tuple(map(float, pose)))),
+                      files=("infrared.png", "rgb.png", "scan_a.stl", "scan_b.stl")).write(folder / CAPTURE_FILE)
     return root / category / sample_id

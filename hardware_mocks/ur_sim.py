@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
-from acquisition.ur_kinematics import HOME_JOINTS, forward_kinematics, inverse_kinematics, matrix_to_pose
+from mulsen.acquisition.ur_kinematics import HOME_JOINTS, forward_kinematics, inverse_kinematics
+from mulsen.core.geometry import transform_m_to_ur_pose
 
 from .processes import stop_event
 
@@ -49,7 +50,7 @@ class ArmModel:
 
     @property
     def pose(self) -> np.ndarray:
-        return matrix_to_pose(forward_kinematics(self.joints, self.tcp))
+        return transform_m_to_ur_pose(forward_kinematics(self.joints, self.tcp))
 
     @property
     def moving(self) -> bool:

@@ -7,7 +7,7 @@ import logging
 import sys
 
 from . import __version__
-from .errors import MulsenError
+from .core.errors import MulsenError
 
 DESCRIPTION = """\
 Multi-sensor industrial anomaly detection (RGB + lock-in IR + 3D), from the lab bench to a detector.
@@ -33,11 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mulsen {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from acquisition.cli import register as register_capture
-    from calibration.cli import register as register_calibration
-    from dataset.cli import register as register_dataset
-    from detection.cli import register as register_detection
-    from hardware_mocks.cli import register as register_sim
+    from mulsen.commands.calibrate import register as register_calibration
+    from mulsen.commands.capture import register as register_capture
+    from mulsen.commands.dataset import register as register_dataset
+    from mulsen.commands.inspect import register as register_detection
+    from mulsen.commands.sim import register as register_sim
 
     from .demo import register as register_demo
 

@@ -62,9 +62,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def capture_with_simulators(root: Path, state: Path) -> int:
     """``mulsen sim devices`` + ``mulsen capture batch`` on a three-sample plan (20x simulated time)."""
-    from hardware_mocks.devices import running_simulators
-    from hardware_mocks.sim_cameras import BenchPart
     from mulsen.cli import main as cli
+    from mulsen.hardware_mocks.devices import running_simulators
+    from mulsen.hardware_mocks.sim_cameras import BenchPart
 
     root.parent.mkdir(parents=True, exist_ok=True)
     plan = root.parent / "capture_plan.csv"
@@ -106,10 +106,10 @@ def release_from_captures(out: Path) -> int:
 
 def write_fresh_part(folder: Path, seed: int) -> Path:
     """A capture folder (rgb.png, infrared.png, pointcloud.stl) of a new capsule with a broken spot."""
-    from dataset.formats import write_ir, write_rgb
-    from dataset.meshio import stable_mesh, write_stl
-    from hardware_mocks.world.defects import DefectConfig
-    from hardware_mocks.world.generate import SampleTask, render_sample
+    from mulsen.dataset.formats import write_ir, write_rgb
+    from mulsen.dataset.meshio import stable_mesh, write_stl
+    from mulsen.hardware_mocks.world.defects import DefectConfig
+    from mulsen.hardware_mocks.world.generate import SampleTask, render_sample
 
     content, _ = render_sample(SampleTask("capsule", "test", 0, "broken", 10_000 + seed, "small", DefectConfig()))
     folder.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dataset.records import Mesh, SampleContent
+from mulsen.dataset.records import Mesh, SampleContent
 
 os.environ.setdefault("MULSEN_NO_PROGRESS", "1")
 
@@ -56,7 +56,7 @@ def make_content(rgb_defect: bool = False, ir_defect: bool = False, pc_defect: b
 @pytest.fixture
 def small_dataset(tmp_path: Path) -> Path:
     """Two categories; train, good and two defect folders with every visibility pattern."""
-    from dataset.writer import DatasetWriter
+    from mulsen.dataset.writer import DatasetWriter
 
     root = tmp_path / "ds"
     writer = DatasetWriter(root)

@@ -5,11 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mulsen.errors import MulsenError
+from mulsen.core.errors import MulsenError
 
 torch = pytest.importorskip("torch")
 
-from detection.backbones import (  # noqa: E402
+from mulsen.detection.backbones import (  # noqa: E402
     PointMAEExtractor,
     ViTExtractor,
     farthest_point_sample,
@@ -51,7 +51,7 @@ def test_wrong_or_missing_weights_are_refused_by_name(tmp_path: Path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(MulsenError, match="not a readable weights file"):
         ViTExtractor(str(tmp_path / "junk.pth"))
-    from detection.features import ImageFeatureConfig, image_features
+    from mulsen.detection.features import ImageFeatureConfig, image_features
 
     with pytest.raises(MulsenError, match="needs its weights as a local file"):
         image_features(np.zeros((8, 8, 3), np.uint8), ImageFeatureConfig(backbone="vit_base_patch8_224.dino"))
@@ -90,9 +90,9 @@ def test_farthest_point_sampling_matches_the_definition():
 
 
 def test_the_detector_trains_with_pretrained_backbones(tmp_path: Path, small_dataset):
-    from dataset.reader import MulsenDataset
-    from detection.features import ImageFeatureConfig, PointFeatureConfig
-    from detection.model import DetectorConfig, TripleADModel
+    from mulsen.dataset.reader import MulsenDataset
+    from mulsen.detection.features import ImageFeatureConfig, PointFeatureConfig
+    from mulsen.detection.model import DetectorConfig, TripleADModel
 
     torch.save(_random_state(vision_transformer(), 4), tmp_path / "vit.pth")
     dataset = MulsenDataset(small_dataset)

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dataset.align import (
+from mulsen.core.errors import DataFormatError
+from mulsen.core.geometry import apply_transform, transform_error_deg
+from mulsen.dataset.align import (
     AlignmentError,
     align_scans,
-    apply_transform,
     median_spacing,
     merge_scans,
-    transform_error,
 )
-from dataset.annotations import (
+from mulsen.dataset.annotations import (
     Shape,
     defect_mask,
     point_selection_labels,
@@ -25,11 +25,10 @@ from dataset.annotations import (
     shape_mask,
     shapes_to_label,
 )
-from dataset.records import Mesh
-from hardware_mocks.world.parts import sample_part
-from hardware_mocks.world.scanner import flip_transform, grid_spacing_for, part_mesh, partial_scan
-from hardware_mocks.world.scene import Scene
-from mulsen.errors import DataFormatError
+from mulsen.dataset.records import Mesh
+from mulsen.hardware_mocks.world.parts import sample_part
+from mulsen.hardware_mocks.world.scanner import flip_transform, grid_spacing_for, part_mesh, partial_scan
+from mulsen.hardware_mocks.world.scene import Scene
 
 from .conftest import REAL_FIXTURES
 
@@ -62,7 +61,7 @@ def test_alignment_recovers_the_flip_over_100_random_poses():
     for _ in range(100):
         scan_a, scan_b, truth = _block_scans(rng, noise_mm=0.01)
         result = align_scans(scan_a, scan_b)
-        angle, offset = transform_error(result.transform, truth, scan_b.vertices.mean(0))
+        angle, offset = transform_error_deg(result.transform, truth, scan_b.vertices.mean(0))
         errors.append((angle, offset))
         successes += angle < 0.05 and offset < 0.05
         assert result.fitness > 0.3 and result.rmse < 0.06  # the reported gates are meaningful
@@ -78,7 +77,7 @@ def test_a_wrong_initial_guess_is_caught_by_the_gates():
     # three picked point pairs are a valid start
     picks = scan_b.vertices[[10, 500, 1500]]
     result = align_scans(scan_a, scan_b, point_pairs=(apply_transform(truth, picks), picks))
-    assert transform_error(result.transform, truth, picks.mean(0))[1] < 0.05
+    assert transform_error_deg(result.transform, truth, picks.mean(0))[1] < 0.05
 
 
 def test_merge_keeps_a_and_adds_only_what_b_covers_alone():
@@ -101,7 +100,7 @@ def test_merge_keeps_a_and_adds_only_what_b_covers_alone():
 def test_real_bunny_range_scans_align_like_the_published_registration():
     from scipy.spatial.transform import Rotation
 
-    from acquisition.scans import read_scan
+    from mulsen.dataset.scans import read_scan
 
     scan_a = read_scan(BUNNY / "bun000.ply").vertices
     scan_b = read_scan(BUNNY / "bun045.ply").vertices
@@ -116,7 +115,7 @@ def test_real_bunny_range_scans_align_like_the_published_registration():
     turntable[:3, :3] = Rotation.from_euler("y", 45, degrees=True).as_matrix()  # the operator's prior
     result = align_scans(Mesh(scan_a, np.zeros((0, 3))), Mesh(scan_b, np.zeros((0, 3))), initial=turntable,
                          viewpoints=(np.array([0, 0, 1.0]), np.array([0, 0, 1.0])))
-    angle, offset = transform_error(result.transform, truth, scan_b.mean(0))
+    angle, offset = transform_error_deg(result.transform, truth, scan_b.mean(0))
     # bun.conf is a global registration of all ten scans, not this pair's optimum: agreement to a
     # tenth of a degree and half the 0.5 mm point spacing (units: metres) is what pairwise ICP can promise
     assert angle < 0.1 and offset < 0.00025
@@ -226,8 +225,8 @@ PLAN = [("nut", "001", "nut:1"), ("nut", "002", "nut:2"), ("nut", "003", "nut:3"
 
 
 def _captures(root: Path, plan) -> None:
-    from hardware_mocks.sim_cameras import BenchPart
-    from hardware_mocks.sim_captures import write_simulated_capture
+    from mulsen.hardware_mocks.sim_cameras import BenchPart
+    from mulsen.hardware_mocks.sim_captures import write_simulated_capture
 
     for category, sample_id, part in plan:
         write_simulated_capture(root, category, sample_id, BenchPart.parse(part))
@@ -251,10 +250,10 @@ def test_merge_command_gates_on_the_requested_overlap(tmp_path: Path, capsys):
 
 
 def test_build_pack_verify_round_trip_and_incremental_growth(tmp_path: Path, capsys):
-    from dataset.formats import read_labels_csv
-    from dataset.reader import MulsenDataset
-    from dataset.release import verify_release
     from mulsen.cli import main
+    from mulsen.dataset.formats import read_labels_csv
+    from mulsen.dataset.reader import MulsenDataset
+    from mulsen.dataset.release import verify_release
 
     captures, annotations, out = tmp_path / "captures", tmp_path / "annotations", tmp_path / "dataset"
     _captures(captures, PLAN)
@@ -314,7 +313,7 @@ def test_build_pack_verify_round_trip_and_incremental_growth(tmp_path: Path, cap
 
 
 def test_build_refuses_conflicting_or_untyped_annotations(tmp_path: Path):
-    from dataset.build import build_dataset
+    from mulsen.dataset.build import build_dataset
 
     captures, annotations = tmp_path / "captures", tmp_path / "annotations"
     _captures(captures, [("nut", "020", "nut:20:hole")])
@@ -323,7 +322,7 @@ def test_build_refuses_conflicting_or_untyped_annotations(tmp_path: Path):
     (folder / "pointcloud.txt").write_text("# x, y, z\n1.0,2.0,3.0\n")
     with pytest.raises(DataFormatError, match="match no vertex"):
         build_dataset(captures, annotations, tmp_path / "out")
-    from dataset.meshio import read_stl
+    from mulsen.dataset.meshio import read_stl
 
     vertex = read_stl(captures / "nut/020/pointcloud.stl").vertices[0]
     (folder / "pointcloud.txt").write_text("# x, y, z\n" + ",".join(f"{v:.6f}" for v in vertex) + "\n")

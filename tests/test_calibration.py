@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from calibration.hand_eye import HandEyeResult, calibrate_hand_eye, rotation_angle_deg
-from calibration.intrinsics import CalibrationError, Intrinsics, calibrate_intrinsics
-from calibration.ir_rgb import IrRgbRegistration, mask_iou, register_ir_rgb
-from calibration.pose import target_pose
-from calibration.targets import detect_chessboard
-from hardware_mocks.world.targets import Chessboard, TargetRenderer, look_at
-from mulsen.errors import DataFormatError
+from mulsen.calibration.hand_eye import HandEyeResult, calibrate_hand_eye
+from mulsen.calibration.intrinsics import CalibrationError, Intrinsics, calibrate_intrinsics
+from mulsen.calibration.ir_rgb import IrRgbRegistration, mask_iou, register_ir_rgb
+from mulsen.calibration.pose import target_pose
+from mulsen.calibration.targets import detect_chessboard
+from mulsen.core.errors import DataFormatError
+from mulsen.core.geometry import rotation_angle_deg
+from mulsen.hardware_mocks.world.targets import Chessboard, TargetRenderer, look_at
 
 pytest.importorskip("cv2")
 BOARD = Chessboard(9, 6, 4.0)
@@ -127,7 +128,7 @@ def test_hand_eye_recovers_a_tilted_mount_and_compares_methods(tmp_path: Path):
 
 
 def test_ir_to_rgb_homography_maps_points_and_masks():
-    from hardware_mocks.world.scene import camera_for
+    from mulsen.hardware_mocks.world.scene import camera_for
 
     board = Chessboard(7, 5, 3.0)
     ir_camera, rgb_camera = camera_for("ir", "small"), camera_for("rgb", "small")
@@ -166,10 +167,10 @@ def test_ir_to_rgb_homography_maps_points_and_masks():
 
 def test_calibrated_capture_centres_the_part_in_the_rgb_image(tmp_path: Path, capsys):
     pytest.importorskip("urx")
-    from hardware_mocks.devices import running_simulators
-    from hardware_mocks.rig import rgb_view
-    from hardware_mocks.sim_cameras import BenchPart
     from mulsen.cli import main
+    from mulsen.hardware_mocks.devices import running_simulators
+    from mulsen.hardware_mocks.rig import rgb_view
+    from mulsen.hardware_mocks.sim_cameras import BenchPart
 
     os.environ["MULSEN_NO_PROGRESS"] = "1"
     part = BenchPart("nut", 3, "hole")
@@ -195,7 +196,7 @@ def test_calibrated_capture_centres_the_part_in_the_rgb_image(tmp_path: Path, ca
     assert offsets["calibrated"] < 0.02  # the part within 2 % of the image centre
     assert offsets["nominal geometry"] > offsets["calibrated"]
     he = HandEyeResult.load(tmp_path / "cal/hand_eye.json")
-    from hardware_mocks.rig import TRUE_RGB_MOUNT
+    from mulsen.hardware_mocks.rig import TRUE_RGB_MOUNT
 
     assert rotation_angle_deg(he.tcp_T_camera, TRUE_RGB_MOUNT) < 0.2
     assert np.linalg.norm(he.tcp_T_camera[:3, 3] - TRUE_RGB_MOUNT[:3, 3]) < 1.0

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acquisition.camera import CameraConfig, GenICamCamera, decode_pixels, find_producer, simulator_producer
-from hardware_mocks.sim_cameras import IR_SERIAL, RGB_SERIAL, BenchPart, encode_pixels, rgb_camera
-from mulsen.errors import DeviceError, MulsenError
+from mulsen.acquisition.camera import CameraConfig, GenICamCamera, decode_pixels, find_producer, simulator_producer
+from mulsen.core.errors import DeviceError, MulsenError
+from mulsen.hardware_mocks.sim_cameras import IR_SERIAL, RGB_SERIAL, BenchPart, encode_pixels, rgb_camera
 
 harvesters = pytest.importorskip("harvesters")
 
@@ -99,9 +99,9 @@ def test_device_and_producer_problems_are_one_line_errors(tmp_path: Path, monkey
 
 
 def test_simulated_rgb_camera_shows_the_virtual_part_through_the_real_transport():
-    from acquisition.clock import ScaledClock
-    from hardware_mocks.world.render_rgb import render_rgb
-    from hardware_mocks.world.scene import camera_for
+    from mulsen.acquisition.clock import ScaledClock
+    from mulsen.hardware_mocks.world.render_rgb import render_rgb
+    from mulsen.hardware_mocks.world.scene import camera_for
 
     part = BenchPart("nut", 3, "color")
     with rgb_camera(part, ScaledClock(), "small") as camera:

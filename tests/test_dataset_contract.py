@@ -6,15 +6,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dataset import layout
-from dataset.formats import read_labels_csv, read_pc_gt
-from dataset.reader import MulsenDataset
-from dataset.records import ModalityLabels, SampleKey, Split
-from dataset.stats import dataset_stats
-from dataset.validate import validate_dataset
-from dataset.writer import DatasetWriter
 from mulsen.cli import main
-from mulsen.errors import DataFormatError, MulsenError
+from mulsen.core.errors import DataFormatError, MulsenError
+from mulsen.dataset import layout
+from mulsen.dataset.formats import read_labels_csv, read_pc_gt
+from mulsen.dataset.reader import MulsenDataset
+from mulsen.dataset.records import ModalityLabels, SampleKey, Split
+from mulsen.dataset.stats import dataset_stats
+from mulsen.dataset.validate import validate_dataset
+from mulsen.dataset.writer import DatasetWriter
 from tests.conftest import make_content
 
 
@@ -66,7 +66,7 @@ def test_csv_is_joined_by_object_not_row_order(small_dataset: Path):
 
 def test_single_3d_rule():
     assert ModalityLabels(1, 1, 0).object_label() == 1
-    from dataset.records import LabelRule
+    from mulsen.dataset.records import LabelRule
     assert ModalityLabels(1, 1, 0).object_label(LabelRule.SINGLE_3D) == 0
     assert ModalityLabels(0, 0, 1).object_label(LabelRule.SINGLE_3D) == 1
 
@@ -210,7 +210,7 @@ def test_empty_truncated_and_unreadable_files(broken: Path):
 
 
 def test_stl_in_metres_is_flagged(broken: Path):
-    from dataset.meshio import read_stl, write_stl
+    from mulsen.dataset.meshio import read_stl, write_stl
     mesh = read_stl(broken / "nut/Pointcloud/train/0.stl")
     mesh.vertices /= 1000.0
     write_stl(broken / "nut/Pointcloud/train/0.stl", mesh, overwrite=True)

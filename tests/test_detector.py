@@ -5,13 +5,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dataset.reader import MulsenDataset
-from detection.features import image_features, upsample_scores
-from detection.memory_bank import MemoryBank, greedy_coreset, nearest_distances
-from detection.metrics import aupr, aupro, auroc, f1_max
-from detection.model import DetectorConfig, TripleADModel, all_combinations, combo_name, parse_modalities
-from hardware_mocks.world.generate import GenerationConfig, generate_dataset
-from mulsen.errors import MulsenError
+from mulsen.core.errors import MulsenError
+from mulsen.dataset.reader import MulsenDataset
+from mulsen.detection.features import image_features, upsample_scores
+from mulsen.detection.memory_bank import MemoryBank, greedy_coreset, nearest_distances
+from mulsen.detection.metrics import aupr, aupro, auroc, f1_max
+from mulsen.detection.model import DetectorConfig, TripleADModel, all_combinations, combo_name, parse_modalities
+from mulsen.hardware_mocks.world.generate import GenerationConfig, generate_dataset
 
 
 def test_coreset_picks_the_greedy_farthest_points():

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acquisition.irbis import read_irbis_export
-from acquisition.lockin import (
+from mulsen.acquisition.irbis import read_irbis_export
+from mulsen.acquisition.lockin import (
     LockInAccumulator,
     LockInWindow,
     amplitude_to_gray,
@@ -15,11 +15,11 @@ from acquisition.lockin import (
     fit_edge_train,
     mulsen_ir_image,
 )
-from hardware_mocks.world import sample_part
-from hardware_mocks.world.defects import Defect
-from hardware_mocks.world.scene import Scene, camera_for
-from hardware_mocks.world.thermal import HeatingSchedule, render_ir_sequence, thermal_length_mm, thermal_maps
-from mulsen.errors import DataFormatError
+from mulsen.core.errors import DataFormatError
+from mulsen.hardware_mocks.world import sample_part
+from mulsen.hardware_mocks.world.defects import Defect
+from mulsen.hardware_mocks.world.scene import Scene, camera_for
+from mulsen.hardware_mocks.world.thermal import HeatingSchedule, render_ir_sequence, thermal_length_mm, thermal_maps
 
 from .conftest import REAL_FIXTURES
 

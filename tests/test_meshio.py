@@ -3,8 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dataset.meshio import dedup_vertices, read_stl, stable_mesh, write_stl
-from mulsen.errors import DataFormatError
+from mulsen.core.errors import DataFormatError
+from mulsen.dataset.meshio import dedup_vertices, read_stl, stable_mesh, write_stl
 from tests.conftest import REAL_FIXTURES, grid_mesh
 
 MESH_DIR = REAL_FIXTURES / "mesh"

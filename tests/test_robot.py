@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acquisition.robot import ArmGeometry, MotionLimits, URArm, call_with_deadline, locate_part_in_ir
-from acquisition.ur_kinematics import HOME_JOINTS, forward_kinematics, inverse_kinematics, matrix_to_pose
-from hardware_mocks.devices import free_loopback_host
-from hardware_mocks.processes import SimulatorProcess
-from mulsen.errors import DeviceError, MulsenError
+from mulsen.acquisition.robot import ArmGeometry, MotionLimits, URArm, call_with_deadline, locate_part_in_ir
+from mulsen.acquisition.ur_kinematics import HOME_JOINTS, forward_kinematics, inverse_kinematics
+from mulsen.core.errors import DeviceError, MulsenError
+from mulsen.core.geometry import transform_m_to_ur_pose
+from mulsen.hardware_mocks.devices import free_loopback_host
+from mulsen.hardware_mocks.processes import SimulatorProcess
 
 pytest.importorskip("urx")
 
@@ -23,7 +24,7 @@ pytest.importorskip("urx")
 def controller(tmp_path: Path):
     host = free_loopback_host()
     log = tmp_path / "script.jsonl"
-    with SimulatorProcess("hardware_mocks.ur_sim", ["--host", host, "--script-log", str(log)]) as sim:
+    with SimulatorProcess("mulsen.hardware_mocks.ur_sim", ["--host", host, "--script-log", str(log)]) as sim:
         yield sim, host, log
 
 
@@ -36,7 +37,7 @@ def test_movel_arrives_in_the_expected_time_with_the_exact_urscript(controller):
     target = ArmGeometry().camera_pose_above((12.0, -7.5))
     with URArm(host) as arm:
         start = arm.pose()
-        np.testing.assert_allclose(start, matrix_to_pose(forward_kinematics(HOME_JOINTS)), atol=1e-6)
+        np.testing.assert_allclose(start, transform_m_to_ur_pose(forward_kinematics(HOME_JOINTS)), atol=1e-6)
         distance = np.linalg.norm(target[:3] - start[:3])
         t0 = time.monotonic()
         reached = arm.move_linear(target, speed=0.05, acceleration=0.3)
@@ -44,7 +45,7 @@ def test_movel_arrives_in_the_expected_time_with_the_exact_urscript(controller):
         joints = arm.joints()
     assert distance / 0.05 - 0.05 < elapsed < distance / 0.05 + 1.0
     np.testing.assert_allclose(reached[:3], target[:3], atol=5e-4)
-    np.testing.assert_allclose(matrix_to_pose(forward_kinematics(joints))[:3], target[:3], atol=1e-5)
+    np.testing.assert_allclose(transform_m_to_ur_pose(forward_kinematics(joints))[:3], target[:3], atol=1e-5)
     assert _script(log) == ["movel(p[-0.588,-0.1175,0.25,3.141593,0.0,0.0], a=0.3, v=0.05, r=0)"]
 
 
@@ -56,7 +57,7 @@ def test_movej_and_set_tcp_reach_their_targets(controller):
         np.testing.assert_allclose(arm.joints(), goal, atol=1e-6)
         arm.set_tcp([0, 0, 0.05, 0, 0, 0])
         time.sleep(0.3)
-        flange = matrix_to_pose(forward_kinematics(goal))
+        flange = transform_m_to_ur_pose(forward_kinematics(goal))
         assert arm.pose()[2] == pytest.approx(flange[2] - 0.05, abs=1e-6)  # the tool points down
     lines = _script(log)
     assert lines[0].startswith("movej([") and "v=0.8" in lines[0]

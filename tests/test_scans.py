@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acquisition.export_watch import ExportWatcher
-from acquisition.scans import WRITE_FORMATS, read_scan, sniff_delimiter, write_scan
-from hardware_mocks.scanner_sim import EXTENSIONS, export, scan_pair
-from hardware_mocks.sim_cameras import BenchPart
-from mulsen.errors import DataFormatError, MulsenError
+from mulsen.acquisition.export_watch import ExportWatcher
+from mulsen.core.errors import DataFormatError, MulsenError
+from mulsen.dataset.scans import WRITE_FORMATS, read_scan, sniff_delimiter, write_scan
+from mulsen.hardware_mocks.scanner_sim import EXTENSIONS, export, scan_pair
+from mulsen.hardware_mocks.sim_cameras import BenchPart
 
 from .conftest import REAL_FIXTURES
 

@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acquisition.heater import open_heater
-from acquisition.session import CaptureSession, SampleRequest, SessionConfig
-from acquisition.thermography import LockInSettings
-from hardware_mocks.devices import running_simulators
-from hardware_mocks.heater_sim import read_edge_log
-from hardware_mocks.scanner_sim import scan_pair
-from hardware_mocks.sim_bench import SimulatedBench
-from hardware_mocks.sim_cameras import BenchPart
-from mulsen.errors import DeviceError, MulsenError
+from mulsen.acquisition.heater import open_heater
+from mulsen.acquisition.session import CaptureSession, SampleRequest, SessionConfig
+from mulsen.acquisition.thermography import LockInSettings
+from mulsen.core.errors import DeviceError, MulsenError
+from mulsen.hardware_mocks.devices import running_simulators
+from mulsen.hardware_mocks.heater_sim import read_edge_log
+from mulsen.hardware_mocks.scanner_sim import scan_pair
+from mulsen.hardware_mocks.sim_bench import SimulatedBench
+from mulsen.hardware_mocks.sim_cameras import BenchPart
 
 pytest.importorskip("urx")
 pytest.importorskip("harvesters")
@@ -49,11 +49,11 @@ def _triangles(vertices, faces):
 
 
 def test_a_simulated_capture_records_the_virtual_part(tmp_path: Path, bench):
-    from acquisition.scans import read_scan
-    from dataset.formats import read_rgb
-    from hardware_mocks.world.render_rgb import render_rgb
-    from hardware_mocks.world.scene import camera_for
-    from hardware_mocks.world.thermal import thermal_maps
+    from mulsen.dataset.formats import read_rgb
+    from mulsen.dataset.scans import read_scan
+    from mulsen.hardware_mocks.world.render_rgb import render_rgb
+    from mulsen.hardware_mocks.world.scene import camera_for
+    from mulsen.hardware_mocks.world.thermal import thermal_maps
 
     state, _ = bench
     folder = _session(tmp_path, state).capture(SampleRequest("nut", "001", operator="tester", part=str(PART)))
@@ -81,7 +81,7 @@ def test_a_simulated_capture_records_the_virtual_part(tmp_path: Path, bench):
     on = maps.amplitude > 1.0
     assert np.median(np.abs(amplitude[on] - maps.amplitude[on]) / maps.amplitude[on]) < 0.03
     # RGB = this part seen from where the arm really holds the camera when it stopped
-    from hardware_mocks.rig import rgb_view
+    from mulsen.hardware_mocks.rig import rgb_view
 
     view = rgb_view(record["steps"]["arm"]["reached_pose"], "small")
     reference, _ = render_rgb(scene, view, np.random.default_rng(1))
@@ -144,7 +144,7 @@ def test_ctrl_c_and_disk_full_leave_no_sample_and_the_heater_off(tmp_path: Path,
     def full(*_args, **_kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("acquisition.steps.write_rgb", full)
+    monkeypatch.setattr("mulsen.acquisition.steps.write_rgb", full)
     with pytest.raises(MulsenError, match="writing the rgb step failed: No space left on device"):
         _session(tmp_path, state).capture(SampleRequest("nut", "005"))
     assert not (tmp_path / "captures/nut/005").exists() and _heater_is_off(state)

@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acquisition.clock import ScaledClock
-from acquisition.heater import OVERTEMPERATURE, HeaterRefused, SerialHeater, open_heater
-from acquisition.steps import record_ir
-from acquisition.thermography import LockInSettings, run_lockin
-from hardware_mocks.devices import SimBench, running_simulators
-from hardware_mocks.heater_sim import HeaterModel, read_edge_log
-from hardware_mocks.processes import SimulatorProcess
-from hardware_mocks.sim_cameras import BenchPart, thermal_camera
-from mulsen.atomic import atomic_folder
-from mulsen.errors import DeviceError
+from mulsen.acquisition.clock import ScaledClock
+from mulsen.acquisition.heater import OVERTEMPERATURE, HeaterRefused, SerialHeater, open_heater
+from mulsen.acquisition.steps import record_ir
+from mulsen.acquisition.thermography import LockInSettings, run_lockin
+from mulsen.core.atomic import atomic_folder
+from mulsen.core.errors import DeviceError
+from mulsen.hardware_mocks.devices import SimBench, running_simulators
+from mulsen.hardware_mocks.heater_sim import HeaterModel, read_edge_log
+from mulsen.hardware_mocks.processes import SimulatorProcess
+from mulsen.hardware_mocks.sim_cameras import BenchPart, thermal_camera
 
 pytest.importorskip("serial")
 pytest.importorskip("harvesters")
@@ -81,7 +81,7 @@ def heater_sim(tmp_path: Path):
     def start(*extra: str, scale: float = SCALE):
         clock = ScaledClock(scale)
         log = tmp_path / f"edges{len(started)}.jsonl"
-        sim = SimulatorProcess("hardware_mocks.heater_sim", ["--edge-log", str(log), "--time-scale", str(scale),
+        sim = SimulatorProcess("mulsen.hardware_mocks.heater_sim", ["--edge-log", str(log), "--time-scale", str(scale),
                                                               "--clock-epoch", repr(clock.epoch), *extra])
         started.append(sim.start())
         return sim, clock, log
@@ -209,8 +209,8 @@ def test_ctrl_c_during_heating_switches_off_and_writes_nothing(tmp_path: Path):
 def test_capture_ir_command_writes_tagged_tiffs_and_the_mulsen_png(tmp_path: Path):
     import tifffile
 
-    from dataset.formats import read_ir
     from mulsen.cli import main
+    from mulsen.dataset.formats import read_ir
 
     with running_simulators(tmp_path / "bench", PART, time_scale=SCALE, image_size="small"):
         assert main(["capture", "ir", str(tmp_path / "ir"), "--sim", str(tmp_path / "bench"), "--frequency", "0.5",

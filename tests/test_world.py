@@ -7,19 +7,25 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from dataset.meshio import vertex_normals
-from dataset.reader import MulsenDataset
-from dataset.stats import dataset_stats
-from dataset.validate import validate_dataset
-from hardware_mocks.world import sample_part
-from hardware_mocks.world.annotate import labelme_document
-from hardware_mocks.world.defects import DEFECT_TYPES, Defect, DefectConfig
-from hardware_mocks.world.generate import GenerationConfig, SampleTask, generate_dataset, planned_kinds, render_sample
-from hardware_mocks.world.parts import PART_SPECS
-from hardware_mocks.world.render_rgb import render_rgb
-from hardware_mocks.world.scanner import part_mesh, partial_scan
-from hardware_mocks.world.scene import Scene, camera_for
-from hardware_mocks.world.thermal import HeatingSchedule, render_ir_sequence, thermal_length_mm, thermal_maps
+from mulsen.dataset.meshio import vertex_normals
+from mulsen.dataset.reader import MulsenDataset
+from mulsen.dataset.stats import dataset_stats
+from mulsen.dataset.validate import validate_dataset
+from mulsen.hardware_mocks.world import sample_part
+from mulsen.hardware_mocks.world.annotate import labelme_document
+from mulsen.hardware_mocks.world.defects import DEFECT_TYPES, Defect, DefectConfig
+from mulsen.hardware_mocks.world.generate import (
+    GenerationConfig,
+    SampleTask,
+    generate_dataset,
+    planned_kinds,
+    render_sample,
+)
+from mulsen.hardware_mocks.world.parts import PART_SPECS
+from mulsen.hardware_mocks.world.render_rgb import render_rgb
+from mulsen.hardware_mocks.world.scanner import part_mesh, partial_scan
+from mulsen.hardware_mocks.world.scene import Scene, camera_for
+from mulsen.hardware_mocks.world.thermal import HeatingSchedule, render_ir_sequence, thermal_length_mm, thermal_maps
 
 
 def _digest(root: Path) -> dict[str, str]:

@@ -54,18 +54,19 @@ def annotate_capture(capture: Path, out: Path) -> dict:
     """
     import json
 
-    from dataset.formats import read_ir, read_rgb, write_pc_gt
-    from dataset.meshio import read_stl
-    from hardware_mocks.rig import rgb_view
-    from hardware_mocks.sim_cameras import BenchPart
-    from mulsen.atomic import atomic_write_text
+    from mulsen.core.atomic import atomic_write_text
+    from mulsen.dataset.captures import CAPTURE_FILE, CaptureRecord
+    from mulsen.dataset.formats import read_ir, read_rgb, write_pc_gt
+    from mulsen.dataset.meshio import read_stl
+    from mulsen.hardware_mocks.rig import rgb_view
+    from mulsen.hardware_mocks.sim_cameras import BenchPart
 
     from .render_rgb import render_rgb
     from .scene import camera_for, trace
 
-    record = json.loads((capture / "capture.json").read_text())
-    part_text = record.get("devices", {}).get("simulated_part")
-    if not part_text:
+    record = CaptureRecord.read(capture / CAPTURE_FILE)
+    part_text = record.simulated_part
+    if not part_text or record.steps.arm is None:
         raise ValueError(f"{capture}: not a simulated capture (no simulated_part in capture.json)")
     part = BenchPart.parse(part_text)
     if part.defect is None:
@@ -73,7 +74,7 @@ def annotate_capture(capture: Path, out: Path) -> dict:
     scene = part.scene()
     rgb_shape, ir_shape = read_rgb(capture / "rgb.png").shape[:2], read_ir(capture / "infrared.png").shape
     size = "full" if rgb_shape[1] == 1280 else "small"
-    view = rgb_view(record["steps"]["arm"]["reached_pose"], size)
+    view = rgb_view(record.steps.arm.reached_pose, size)
     _, rgb_mask = render_rgb(scene, view, np.random.default_rng(0))
     ir_camera = camera_for("ir", "full")  # infrared.png is always the MulSen 640x480 frame
     hit = trace(scene, ir_camera)

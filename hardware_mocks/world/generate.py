@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from acquisition.lockin import amplitude_to_gray
-from dataset.records import SampleContent
-from dataset.writer import PROVENANCE_DIR, DatasetWriter
-from mulsen.atomic import atomic_write_text
-from mulsen.errors import MulsenError
+from mulsen.acquisition.lockin import amplitude_to_gray
+from mulsen.core.atomic import atomic_write_text
+from mulsen.core.errors import MulsenError
+from mulsen.dataset.records import SampleContent
+from mulsen.dataset.writer import PROVENANCE_DIR, DatasetWriter
 
 from .defects import DEFAULT_PROPORTIONS, VISIBILITY_CLASSES, DefectConfig, sample_defect
 from .parts import CATEGORIES, sample_part

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dataset.meshio import vertex_normals
-from dataset.records import Mesh
+from mulsen.dataset.meshio import vertex_normals
+from mulsen.dataset.records import Mesh
 
 from .scene import Scene
 
@@ -122,7 +122,7 @@ def to_scanner_frame(scene: Scene, points_part: np.ndarray, flipped: bool = Fals
 def flip_transform(scene: Scene, height_mm: float, placement: tuple[float, float, float] = (0.0, 0.0, 0.0)
                    ) -> np.ndarray:
     """The exact 4x4 transform taking scan B (flipped, re-placed) coordinates onto scan A's."""
-    from dataset.align import rigid_from_pairs
+    from mulsen.dataset.align import rigid_from_pairs
 
     probe = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 0, 10], [5, -7, 3]], float)
     upright = to_scanner_frame(scene, probe)

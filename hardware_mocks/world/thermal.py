@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from acquisition.lockin import fit_edge_train
+from mulsen.acquisition.lockin import fit_edge_train
 
 from .scene import DownCamera, Scene, trace
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mulsen.errors import MulsenError
-from mulsen.progress import bar
+from mulsen.core.errors import MulsenError
+from mulsen.core.progress import bar
 
 BOARD_HELP = "inner corners and square size, COLSxROWSxMM (default 7x5x3.0; the demo bench board)"
 
 
 def _board(text: str):
-    from .targets import Chessboard
+    from mulsen.calibration.targets import Chessboard
 
     try:
         cols, rows, square = text.lower().split("x")
@@ -93,7 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _devices(args: argparse.Namespace, need_arm: bool, need_ir: bool, ir_views: list | None = None
              ) -> Iterator[dict]:
     """Arm, RGB camera showing the board, IR camera: simulated (--sim) or real (--bench)."""
-    from acquisition.robot import ArmGeometry, connected_arm
+    from mulsen.acquisition.robot import ArmGeometry, connected_arm
 
     board = _board(args.board)
     geometry = ArmGeometry()
@@ -103,8 +103,8 @@ def _devices(args: argparse.Namespace, need_arm: bool, need_ir: bool, ir_views: 
     with contextlib.ExitStack() as stack:
         found: dict = {"board": board, "base_T_target": base_T_target, "geometry": geometry}
         if args.sim:
-            from hardware_mocks.devices import SimBench
-            from hardware_mocks.sim_calibration import board_ir_camera, board_rgb_camera
+            from mulsen.hardware_mocks.devices import SimBench
+            from mulsen.hardware_mocks.sim_calibration import board_ir_camera, board_rgb_camera
 
             bench = SimBench.load(args.sim)
             clock = bench.clock()
@@ -117,8 +117,8 @@ def _devices(args: argparse.Namespace, need_arm: bool, need_ir: bool, ir_views: 
                 found["ir"] = stack.enter_context(board_ir_camera(clock, bench.image_size, ir_views or
                                                                   [base_T_target], board))
         else:
-            from acquisition.bench import RealBench
-            from acquisition.camera import GenICamCamera
+            from mulsen.acquisition.bench import RealBench
+            from mulsen.acquisition.camera import GenICamCamera
 
             bench = RealBench.load(args.bench)
             found["arm"] = stack.enter_context(connected_arm(bench.robot_host, bench.limits)) if need_arm else None
@@ -137,14 +137,19 @@ def _save(result, path: Path, summary: dict) -> int:
 
 
 def _intrinsics(args: argparse.Namespace) -> int:
-    from .intrinsics import calibrate_intrinsics
-    from .placement import INTRINSICS_IR, INTRINSICS_RGB
-    from .procedures import collect_arm_views, ir_intrinsics_from_camera, rgb_intrinsics_from_views, viewing_poses
+    from mulsen.calibration.intrinsics import calibrate_intrinsics
+    from mulsen.calibration.placement import INTRINSICS_IR, INTRINSICS_RGB
+    from mulsen.calibration.procedures import (
+        collect_arm_views,
+        ir_intrinsics_from_camera,
+        rgb_intrinsics_from_views,
+        viewing_poses,
+    )
 
     target = args.out / (INTRINSICS_RGB if args.camera == "rgb" else INTRINSICS_IR)
     board = _board(args.board)
     if args.images:
-        from dataset.formats import open_image
+        from mulsen.dataset.formats import open_image
 
         files = sorted(p for p in args.images.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif",
                                                                                  ".tiff", ".bmp"))
@@ -173,7 +178,7 @@ def _held_board_poses(args: argparse.Namespace, board, count: int, rng: np.rando
     """Where the simulated operator holds the heated board for the fixed IR camera: tilted, near the bench."""
     from scipy.spatial.transform import Rotation
 
-    from acquisition.robot import ArmGeometry
+    from mulsen.acquisition.robot import ArmGeometry
 
     origin = np.asarray(ArmGeometry().bench_origin_in_base_m) * 1000.0
     poses = []
@@ -188,8 +193,8 @@ def _held_board_poses(args: argparse.Namespace, board, count: int, rng: np.rando
 
 
 def _load_rgb_intrinsics(folder: Path):
-    from .intrinsics import Intrinsics
-    from .placement import INTRINSICS_RGB
+    from mulsen.calibration.intrinsics import Intrinsics
+    from mulsen.calibration.placement import INTRINSICS_RGB
 
     path = folder / INTRINSICS_RGB
     if not path.exists():
@@ -198,8 +203,8 @@ def _load_rgb_intrinsics(folder: Path):
 
 
 def _hand_eye(args: argparse.Namespace) -> int:
-    from .placement import HAND_EYE
-    from .procedures import collect_arm_views, hand_eye_from_views, viewing_poses
+    from mulsen.calibration.placement import HAND_EYE
+    from mulsen.calibration.procedures import collect_arm_views, hand_eye_from_views, viewing_poses
 
     intrinsics = _load_rgb_intrinsics(args.out)
     with _devices(args, need_arm=True, need_ir=False) as dev:
@@ -212,9 +217,9 @@ def _hand_eye(args: argparse.Namespace) -> int:
 
 
 def _ir_rgb(args: argparse.Namespace) -> int:
-    from .intrinsics import Intrinsics
-    from .placement import INTRINSICS_IR, IR_RGB
-    from .procedures import ir_rgb_from_cameras
+    from mulsen.calibration.intrinsics import Intrinsics
+    from mulsen.calibration.placement import INTRINSICS_IR, IR_RGB
+    from mulsen.calibration.procedures import ir_rgb_from_cameras
 
     rgb = _load_rgb_intrinsics(args.out)
     ir = Intrinsics.load(args.out / INTRINSICS_IR) if (args.out / INTRINSICS_IR).exists() else None

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from mulsen.progress import bar
+from mulsen.core.progress import bar
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Reproducible: the same arguments give byte-identical files. Every planted defect is recorded in "
         "OUT/_provenance/<category>.jsonl.",
         epilog="example: mulsen sim dataset out/sim --size small --categories nut capsule --seed 1")
-    from .world.parts import CATEGORIES
+    from mulsen.hardware_mocks.world.parts import CATEGORIES
 
     ds.add_argument("out", type=Path, help="new output folder")
     ds.add_argument("--categories", nargs="+", default=list(CATEGORIES), choices=list(CATEGORIES), metavar="C",
@@ -68,8 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _dataset(args: argparse.Namespace) -> int:
-    from .world.defects import DefectConfig
-    from .world.generate import GenerationConfig, generate_dataset
+    from mulsen.hardware_mocks.world.defects import DefectConfig
+    from mulsen.hardware_mocks.world.generate import GenerationConfig, generate_dataset
 
     defaults = (12, 4, 12) if args.size == "small" else (90, 10, 30)
     config = GenerationConfig(
@@ -90,8 +90,8 @@ def _dataset(args: argparse.Namespace) -> int:
 def _devices(args: argparse.Namespace) -> int:
     import time
 
-    from .devices import running_simulators
-    from .sim_cameras import BenchPart
+    from mulsen.hardware_mocks.devices import running_simulators
+    from mulsen.hardware_mocks.sim_cameras import BenchPart
 
     part = BenchPart.parse(args.part)
     with running_simulators(args.state, part, args.time_scale, args.size, scan_format=args.scan_format,
@@ -113,9 +113,8 @@ def _devices(args: argparse.Namespace) -> int:
 
 
 def _annotate(args: argparse.Namespace) -> int:
-    from dataset.build import capture_folders, merge_capture
-
-    from .world.annotate import annotate_capture
+    from mulsen.dataset.build import capture_folders, merge_capture
+    from mulsen.hardware_mocks.world.annotate import annotate_capture
 
     folders = capture_folders(args.captures)
     annotated = 0

@@ -25,3 +25,8 @@ class DeviceError(MulsenError):
         self.device = device
         self.problem = problem
         super().__init__(f"{device}: {problem}")
+
+
+class ConfigError(MulsenError, ValueError):
+    """A parameter is out of its range or unknown; raised by the configs' own validation, so the command
+    line and a file reader both report it in one line."""

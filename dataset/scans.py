@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset.meshio import read_stl, write_stl
-from dataset.records import Mesh
-from mulsen.atomic import atomic_path
-from mulsen.errors import DataFormatError
+from mulsen.core.atomic import atomic_path
+from mulsen.core.errors import DataFormatError
+from mulsen.dataset.meshio import read_stl, write_stl
+from mulsen.dataset.records import Mesh
 
 SCAN_SUFFIXES = (".stl", ".ply", ".obj", ".xyz", ".asc", ".txt", ".csv", ".pts")
 WRITE_FORMATS = ("stl", "stl_ascii", "ply", "ply_ascii", "obj", "xyz", "csv")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mulsen.errors import MulsenError
-from mulsen.progress import bar
+from mulsen.core.errors import MulsenError
+from mulsen.core.progress import bar
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -76,13 +76,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _dataset(path: Path):
-    from dataset.reader import MulsenDataset
+    from mulsen.dataset.reader import MulsenDataset
 
     return MulsenDataset(path)
 
 
 def _ir_config(args: argparse.Namespace):
-    from .features import ImageFeatureConfig
+    from mulsen.detection.features import ImageFeatureConfig
 
     if args.ir_backbone == "auto":
         return ImageFeatureConfig(backbone="raw_patches") if args.image_backbone == "handcrafted" else None
@@ -90,12 +90,12 @@ def _ir_config(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .model import DetectorConfig, TripleADModel, parse_modalities
+    from mulsen.detection.model import DetectorConfig, TripleADModel, parse_modalities
 
     ds = _dataset(args.dataset)
     categories = ds.categories if args.all else args.category
-    from .backbones import resolve_device
-    from .features import ImageFeatureConfig, PointFeatureConfig
+    from mulsen.detection.backbones import resolve_device
+    from mulsen.detection.features import ImageFeatureConfig, PointFeatureConfig
 
     device = resolve_device(args.device)
     config = DetectorConfig(modalities=parse_modalities(args.modalities), coreset_ratio=args.coreset_ratio,
@@ -117,8 +117,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_category, table5, table6, write_results
-    from .model import TripleADModel, all_combinations, parse_modalities
+    from mulsen.detection.evaluate import evaluate_category, table5, table6, write_results
+    from mulsen.detection.model import TripleADModel, all_combinations, parse_modalities
 
     ds = _dataset(args.dataset)
     modalities = parse_modalities(args.modalities)
@@ -139,9 +139,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def load_capture(folder: Path):
     """A capture folder (rgb.png, infrared.png, pointcloud.stl) -> SampleData without ground truth."""
-    from dataset.formats import read_ir, read_rgb
-    from dataset.meshio import read_stl
-    from dataset.records import ModalityLabels, SampleData, SampleKey, SampleRecord, Split
+    from mulsen.dataset.formats import read_ir, read_rgb
+    from mulsen.dataset.meshio import read_stl
+    from mulsen.dataset.records import ModalityLabels, SampleData, SampleKey, SampleRecord, Split
 
     paths = {name: folder / name for name in ("rgb.png", "infrared.png", "pointcloud.stl")}
     missing = [n for n, p in paths.items() if not p.is_file()]
@@ -163,9 +163,8 @@ def overlay(image: np.ndarray, anomaly_map: np.ndarray, threshold: float) -> np.
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from dataset.formats import write_png
-
-    from .model import TripleADModel
+    from mulsen.dataset.formats import write_png
+    from mulsen.detection.model import TripleADModel
 
     if args.device == "cuda":
         try:

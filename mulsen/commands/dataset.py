@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from mulsen.progress import bar
+from mulsen.core.progress import bar
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -92,7 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .validate import ERROR, validate_dataset
+    from mulsen.dataset.validate import ERROR, validate_dataset
 
     report = validate_dataset(args.root, jobs=args.jobs, strict_size=args.strict_size,
                               point_tolerance=args.tolerance, progress=bar("validating samples"))
@@ -111,8 +111,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from .reader import MulsenDataset
-    from .stats import dataset_stats, format_table, to_csv, to_json
+    from mulsen.dataset.reader import MulsenDataset
+    from mulsen.dataset.stats import dataset_stats, format_table, to_csv, to_json
 
     dataset = MulsenDataset(args.root, strict=False)
     rows = dataset_stats(dataset, progress=bar("reading ground truth"))
@@ -128,7 +128,7 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _add_gate_options(parser: argparse.ArgumentParser) -> None:
-    from .align import AlignmentGates
+    from mulsen.dataset.align import AlignmentGates
 
     default = AlignmentGates().min_fitness
     parser.add_argument("--min-fitness", type=float, default=default,
@@ -138,9 +138,8 @@ def _add_gate_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _gates(args: argparse.Namespace):
-    from mulsen.errors import MulsenError
-
-    from .align import AlignmentGates
+    from mulsen.core.errors import MulsenError
+    from mulsen.dataset.align import AlignmentGates
 
     if not 0 < args.min_fitness <= 1:
         raise MulsenError(f"--min-fitness must lie in (0, 1], got {args.min_fitness}")
@@ -152,9 +151,8 @@ def _merge(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from mulsen.errors import MulsenError
-
-    from .build import ALIGNMENT_NAME, MERGED_NAME, capture_folders, merge_capture
+    from mulsen.core.errors import MulsenError
+    from mulsen.dataset.build import ALIGNMENT_NAME, MERGED_NAME, AlignmentRecord, capture_folders, merge_capture
 
     gates = _gates(args)
 
@@ -165,7 +163,7 @@ def _merge(args: argparse.Namespace) -> int:
     if args.initial:
         initial = np.asarray(json.loads(args.initial.read_text()), float).reshape(4, 4)
     if args.pairs:
-        from .align import rigid_from_pairs
+        from mulsen.dataset.align import rigid_from_pairs
 
         pairs = json.loads(args.pairs.read_text())
         initial = rigid_from_pairs(np.asarray(pairs["b"], float), np.asarray(pairs["a"], float))
@@ -179,9 +177,9 @@ def _merge(args: argparse.Namespace) -> int:
             failed += 1
             continue
         if fresh:
-            report = json.loads((folder / ALIGNMENT_NAME).read_text())
-            print(f"{folder}: fitness {report['fitness']:.3f}, inlier RMSE {report['inlier_rmse_mm']:.4f} mm, "
-                  f"overlap {report['overlap_ratio']:.2f}, {len(mesh.vertices)} vertices ({report['method']})")
+            report = AlignmentRecord.read(folder / ALIGNMENT_NAME)
+            print(f"{folder}: fitness {report.fitness:.3f}, inlier RMSE {report.inlier_rmse_mm:.4f} mm, "
+                  f"overlap {report.overlap_ratio:.2f}, {len(mesh.vertices)} vertices ({report.method})")
         else:
             print(f"{folder}: already merged")
     return 1 if failed else 0
@@ -190,10 +188,9 @@ def _merge(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     import csv
 
-    from mulsen.errors import MulsenError
-
-    from .build import BuildConfig, build_dataset
-    from .validate import validate_dataset
+    from mulsen.core.errors import MulsenError
+    from mulsen.dataset.build import BuildConfig, build_dataset
+    from mulsen.dataset.validate import validate_dataset
 
     splits = None
     if args.split_policy == "manifest":
@@ -216,7 +213,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _pack(args: argparse.Namespace) -> int:
-    from .release import pack_dataset
+    from mulsen.dataset.release import pack_dataset
 
     archive = pack_dataset(args.root, args.version, args.out, args.name, progress=bar("hashing files"))
     print(f"wrote {archive} ({archive.stat().st_size / 2 ** 20:.1f} MiB) with its manifest and dataset card")
@@ -224,7 +221,7 @@ def _pack(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from .release import verify_release
+    from mulsen.dataset.release import verify_release
 
     report = verify_release(args.path, progress=bar("checking files"))
     for problem in report.problems:

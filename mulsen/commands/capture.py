@@ -9,8 +9,15 @@ import json
 import signal
 from pathlib import Path
 
-from mulsen.atomic import atomic_folder
-from mulsen.errors import MulsenError
+from mulsen.acquisition.lockin import FREQUENCY_RANGE_HZ
+from mulsen.acquisition.placement import NominalPlacement, Placement
+from mulsen.acquisition.session import SessionConfig
+from mulsen.acquisition.thermography import LockInSettings
+from mulsen.core.atomic import atomic_folder
+from mulsen.core.errors import MulsenError
+from mulsen.core.records import to_plain
+
+from .options import add_field_option
 
 EPILOG_RGB = """examples:
   mulsen capture rgb out/rgb-001 --cti /opt/galaxy/GxU3VTL.cti --serial FCS22110123 --pixel-format BayerRG8 \\
@@ -44,7 +51,7 @@ def _add_camera_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _camera_config(args: argparse.Namespace, name: str):
-    from .camera import CameraConfig
+    from mulsen.acquisition.camera import CameraConfig
 
     roi = None
     if args.roi:
@@ -75,13 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "and phase images.")
     ir.add_argument("out", type=Path, help="new output folder (never overwritten)")
     ir.add_argument("--heater", help="serial port of the heater controller, e.g. /dev/ttyUSB0")
-    ir.add_argument("--frequency", type=float, default=0.1, help="lock-in frequency, 0.01-2 Hz (default 0.1)")
-    ir.add_argument("--periods", type=int, default=6, help="integrated periods (default 6)")
-    ir.add_argument("--settle", type=int, default=1, help="discarded first periods (default 1)")
-    ir.add_argument("--fps", type=float, default=25.0, help="IR frame rate (default 25)")
-    ir.add_argument("--power", type=float, default=100.0, help="heater power in percent (default 100)")
-    ir.add_argument("--gray-reference-k", type=float, default=None,
-                    help="amplitude (K) mapped to gray 255 in infrared.png (default 4.0)")
+    _add_lockin_options(ir)
     ir.add_argument("--save-raw", action="store_true", help="also keep every raw 16-bit frame (ir_frames.tiff)")
     _add_camera_options(ir)
     ir.set_defaults(handler=_ir)
@@ -122,43 +123,55 @@ def _add_session_options(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--bench", type=Path, help="JSON file naming the real devices (see acquisition/bench.py)")
     where.add_argument("--sim", type=Path, metavar="STATE", help="the simulated bench of 'mulsen sim devices'")
     parser.add_argument("--operator", default="", help="who captures (default: the login name)")
-    parser.add_argument("--frequency", type=float, default=0.1, help="lock-in frequency in Hz (default 0.1)")
-    parser.add_argument("--periods", type=int, default=6, help="integrated lock-in periods (default 6)")
-    parser.add_argument("--settle", type=int, default=1, help="discarded first periods (default 1)")
-    parser.add_argument("--fps", type=float, default=25.0, help="IR frame rate (default 25)")
-    parser.add_argument("--arm-speed", type=float, default=0.1, help="arm speed in m/s (default 0.1)")
-    parser.add_argument("--scan-timeout", type=float, default=900.0, help="seconds to wait for both scans")
+    _add_lockin_options(parser)
+    add_field_option(parser, "--arm-speed", SessionConfig, "arm_speed_m_s", "arm speed in m/s")
+    add_field_option(parser, "--scan-timeout", SessionConfig, "scan_timeout_s", "seconds to wait for both scans")
     parser.add_argument("--save-raw", action="store_true", help="keep the raw IR frames")
     parser.add_argument("--calibration", type=Path, help="calibration folder from 'mulsen calibrate' (else the "
                         "nominal bench geometry places the RGB camera)")
 
 
+def _add_lockin_options(parser: argparse.ArgumentParser) -> None:
+    low, high = FREQUENCY_RANGE_HZ
+    add_field_option(parser, "--frequency", LockInSettings, "frequency_hz", f"lock-in frequency, {low:g}-{high:g} Hz")
+    add_field_option(parser, "--periods", LockInSettings, "periods", "integrated lock-in periods")
+    add_field_option(parser, "--settle", LockInSettings, "settle_periods", "discarded first periods")
+    add_field_option(parser, "--fps", LockInSettings, "frame_rate_hz", "IR frame rate")
+    add_field_option(parser, "--power", LockInSettings, "power_percent", "heater power in percent")
+    add_field_option(parser, "--gray-reference-k", LockInSettings, "gray_reference_k",
+                     "amplitude (K) mapped to gray 255 in infrared.png; fixed per setup, never per image")
+
+
+def _lockin_settings(args: argparse.Namespace) -> LockInSettings:
+    return LockInSettings(frequency_hz=args.frequency, periods=args.periods, settle_periods=args.settle,
+                          frame_rate_hz=args.fps, power_percent=args.power, gray_reference_k=args.gray_reference_k)
+
+
 def _session(args: argparse.Namespace):
-    from .session import CaptureSession, SessionConfig
-    from .thermography import LockInSettings
+    from mulsen.acquisition.session import CaptureSession
 
-    config = SessionConfig(lockin=LockInSettings(frequency_hz=args.frequency, periods=args.periods,
-                                                 settle_periods=args.settle, frame_rate_hz=args.fps),
-                           arm_speed_m_s=args.arm_speed, scan_timeout_s=args.scan_timeout, save_raw_ir=args.save_raw)
+    placement: Placement = NominalPlacement()
     if args.calibration:
-        from calibration.placement import CalibratedPlacement
+        from mulsen.calibration.placement import CalibratedPlacement
 
-        config.placement = CalibratedPlacement.load(args.calibration)
+        placement = CalibratedPlacement.load(args.calibration)
+    config = SessionConfig(lockin=_lockin_settings(args), arm_speed_m_s=args.arm_speed,
+                           scan_timeout_s=args.scan_timeout, save_raw_ir=args.save_raw, placement=placement)
     if args.sim:
-        from hardware_mocks.devices import SimBench
-        from hardware_mocks.sim_bench import SimulatedBench
+        from mulsen.hardware_mocks.devices import SimBench
+        from mulsen.hardware_mocks.sim_bench import SimulatedBench
 
         bench = SimulatedBench(SimBench.load(args.sim))
         config.scan_settle_s = 0.3
     else:
-        from .bench import RealBench
+        from mulsen.acquisition.bench import RealBench
 
         bench = RealBench.load(args.bench)
     return CaptureSession(args.out, bench, config, announce=lambda text: print(text, flush=True))
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from .session import SampleRequest
+    from mulsen.dataset.captures import SampleRequest
 
     request = SampleRequest(args.category, args.sample_id, args.operator, args.notes, args.part)
     with terminate_as_interrupt():
@@ -170,7 +183,7 @@ def _sample(args: argparse.Namespace) -> int:
 def read_plan(path: Path) -> list:
     import csv
 
-    from .session import SampleRequest
+    from mulsen.dataset.captures import SampleRequest
 
     try:
         with open(path, newline="") as handle:
@@ -191,7 +204,7 @@ def read_plan(path: Path) -> list:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from mulsen.progress import progress
+    from mulsen.core.progress import progress
 
     requests = read_plan(args.plan)
     session = _session(args)
@@ -223,12 +236,12 @@ def terminate_as_interrupt():
 
 
 def _rgb(args: argparse.Namespace) -> int:
-    from .camera import GenICamCamera
-    from .steps import record_rgb
+    from mulsen.acquisition.camera import GenICamCamera
+    from mulsen.acquisition.steps import record_rgb
 
     if args.sim:
-        from hardware_mocks.devices import SimBench
-        from hardware_mocks.sim_cameras import rgb_camera
+        from mulsen.hardware_mocks.devices import SimBench
+        from mulsen.hardware_mocks.sim_cameras import rgb_camera
 
         bench = SimBench.load(args.sim)
         camera = rgb_camera(bench.part, bench.clock(), bench.image_size, timeout_s=args.timeout)
@@ -236,24 +249,20 @@ def _rgb(args: argparse.Namespace) -> int:
         camera = GenICamCamera(_camera_config(args, "rgb camera"))
     with terminate_as_interrupt(), atomic_folder(args.out) as folder, camera:
         record = record_rgb(camera, folder)
-    print(f"wrote {args.out / 'rgb.png'} ({record['shape'][1]}x{record['shape'][0]})")
+    print(f"wrote {args.out / 'rgb.png'} ({record.shape[1]}x{record.shape[0]})")
     return 0
 
 
 def _ir(args: argparse.Namespace) -> int:
-    from .camera import GenICamCamera
-    from .clock import host_clock
-    from .heater import open_heater
-    from .lockin import DEFAULT_GRAY_REFERENCE_K
-    from .steps import record_ir
-    from .thermography import LockInSettings
+    from mulsen.acquisition.camera import GenICamCamera
+    from mulsen.acquisition.clock import host_clock
+    from mulsen.acquisition.heater import open_heater
+    from mulsen.acquisition.steps import record_ir
 
-    settings = LockInSettings(frequency_hz=args.frequency, periods=args.periods, settle_periods=args.settle,
-                              frame_rate_hz=args.fps, power_percent=args.power,
-                              gray_reference_k=args.gray_reference_k or DEFAULT_GRAY_REFERENCE_K)
+    settings = _lockin_settings(args)
     if args.sim:
-        from hardware_mocks.devices import SimBench
-        from hardware_mocks.sim_cameras import thermal_camera
+        from mulsen.hardware_mocks.devices import SimBench
+        from mulsen.hardware_mocks.sim_cameras import thermal_camera
 
         bench = SimBench.load(args.sim)
         clock = bench.clock()
@@ -268,5 +277,5 @@ def _ir(args: argparse.Namespace) -> int:
         camera = GenICamCamera(config, clock)
     with terminate_as_interrupt(), atomic_folder(args.out) as folder, open_heater(port, clock) as heater, camera:
         record = record_ir(camera, heater, clock, settings, folder, save_raw=args.save_raw)
-    print(json.dumps({"out": str(args.out), **record}, indent=2))
+    print(json.dumps({"out": str(args.out), **to_plain(record)}, indent=2))
     return 0
