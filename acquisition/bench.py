@@ -13,18 +13,41 @@ Example ``bench.json``::
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from mulsen.core.errors import MulsenError
+from mulsen.core.records import Record
 
 from .camera import CameraConfig, GenICamCamera
 from .clock import host_clock
 from .heater import open_heater
 from .robot import MotionLimits, connected_arm
 from .session import ConsoleOperator, SampleRequest, SessionDevices
+
+
+@dataclass(frozen=True)
+class BenchFile(Record):
+    """``bench.json``: the real devices. Written by hand, so its ``format`` tag may be left out."""
+
+    FORMAT = "mulsen-bench"
+    VERSION = 1
+    WHAT = "bench file"
+
+    heater_port: str
+    ir_camera: CameraConfig
+    rgb_camera: CameraConfig
+    robot_host: str
+    scan_export_dir: str
+    limits: MotionLimits = field(default_factory=MotionLimits)
+    ir_intrinsics: tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]] | None \
+        = None
+
+    @classmethod
+    def from_dict(cls, data: object) -> BenchFile:
+        if isinstance(data, dict) and "format" not in data:
+            data = {**data, "format": cls.tag()}
+        return super().from_dict(data)
 
 
 @dataclass
@@ -39,18 +62,11 @@ class RealBench:
 
     @classmethod
     def load(cls, path: str | Path) -> RealBench:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-            ir = CameraConfig(name="ir camera", **{"pixel_format": "Mono16", **data["ir_camera"]})
-            rgb = CameraConfig(name="rgb camera", **data["rgb_camera"])
-            limits = MotionLimits(**data.get("limits", {}))
-            return cls(data["heater_port"], ir, rgb, data["robot_host"], Path(data["scan_export_dir"]), limits,
-                       data.get("ir_intrinsics"))
-        except FileNotFoundError:
-            raise MulsenError(f"{path}: bench file not found") from None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise MulsenError(f"{path}: not a valid bench file ({type(exc).__name__}: {exc})") from None
+        bench = BenchFile.read(path)
+        ir = replace(bench.ir_camera, name="ir camera", pixel_format=bench.ir_camera.pixel_format or "Mono16")
+        rgb = replace(bench.rgb_camera, name="rgb camera")
+        intrinsics = None if bench.ir_intrinsics is None else [list(row) for row in bench.ir_intrinsics]
+        return cls(bench.heater_port, ir, rgb, bench.robot_host, Path(bench.scan_export_dir), bench.limits, intrinsics)
 
     @contextlib.contextmanager
     def open(self, request: SampleRequest) -> Iterator[SessionDevices]:

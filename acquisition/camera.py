@@ -12,11 +12,11 @@ import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from mulsen.core.errors import DeviceError, MulsenError
+from mulsen.core.errors import ConfigError, DeviceError, MulsenError
 
 from .clock import Clock, host_clock
 
@@ -91,11 +91,11 @@ class CameraConfig:
     roi: tuple[int, int, int, int] | None = None  # x, y, width, height
     trigger: str = "software"  # software | free
     timeout_s: float = 2.0
-    extra: dict = field(default_factory=dict)  # further GenICam features by node name
+    extra: dict[str, Any] = field(default_factory=dict)  # further GenICam features by node name
 
     def __post_init__(self) -> None:
         if self.trigger not in ("software", "free"):
-            raise MulsenError(f"{self.name}: trigger must be 'software' or 'free', got {self.trigger!r}")
+            raise ConfigError(f"{self.name}: trigger must be 'software' or 'free', got {self.trigger!r}")
 
 
 def find_producer(cti: str | None) -> str:

@@ -8,17 +8,18 @@ with the heating time; raw frames can be streamed to a TIFF on the side.
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from mulsen.core.atomic import atomic_path, atomic_write_text
+from mulsen.core.atomic import atomic_path
 from mulsen.core.errors import ConfigError, MulsenError
+from mulsen.core.records import Record, to_plain
 
 from .camera import Camera
 from .clock import Clock
@@ -64,6 +65,41 @@ class LockInSettings:
     @property
     def heating_s(self) -> float:
         return (self.settle_periods + self.periods) / self.frequency_hz
+
+
+@dataclass(frozen=True)
+class HeaterEdge:
+    t: float  # clock seconds
+    on: bool
+
+
+@dataclass(frozen=True)
+class FrameSpan:
+    count: int
+    first_t: float
+    last_t: float
+
+
+@dataclass(frozen=True)
+class LockInRecord(Record):
+    """``ir_lockin.json``: the settings, heater edges and demodulation of one lock-in run."""
+
+    FORMAT = "mulsen-lockin"
+    VERSION = 1
+    WHAT = "lock-in record"
+
+    settings: LockInSettings
+    heating_s: float
+    edges: tuple[HeaterEdge, ...]
+    frames: FrameSpan
+    lockin: dict[str, Any]  # the demodulator's metadata (method, frequency, frames used, units, reference)
+    gray_mapping: str
+    heater: str
+    camera: dict[str, Any]
+    heater_off_confirmed: bool
+
+
+LOCKIN_RECORD_FILE = "ir_lockin.json"
 
 
 @dataclass
@@ -236,19 +272,16 @@ def write_lockin_outputs(capture: LockInCapture, folder: Path) -> list[Path]:
     gray_path = folder / "infrared.png"
     write_ir(gray_path, mulsen_ir_image(result.amplitude, capture.settings.gray_reference_k))
     written.append(gray_path)
-    record = {
-        "settings": asdict(capture.settings),
-        "heating_s": capture.settings.heating_s,
-        "edges": [{"t": t, "on": on} for t, on in capture.edges],
-        "frames": {"count": len(capture.frame_times), "first_t": float(capture.frame_times[0]),
-                   "last_t": float(capture.frame_times[-1])},
-        "lockin": tags,
-        "gray_mapping": f"gray = clip(round(255 * amplitude_K / {capture.settings.gray_reference_k}), 0, 255), "
-                        "area-resampled to 640x480",
-        "heater": capture.heater, "camera": capture.camera, "heater_off_confirmed": capture.heater_off_confirmed,
-    }
-    record_path = folder / "ir_lockin.json"
-    atomic_write_text(record_path, json.dumps(record, indent=2, default=str))
+    record = LockInRecord(
+        settings=capture.settings, heating_s=capture.settings.heating_s,
+        edges=tuple(HeaterEdge(float(t), bool(on)) for t, on in capture.edges),
+        frames=FrameSpan(len(capture.frame_times), float(capture.frame_times[0]), float(capture.frame_times[-1])),
+        lockin=to_plain(tags),
+        gray_mapping=f"gray = clip(round(255 * amplitude_K / {capture.settings.gray_reference_k}), 0, 255), "
+                     "area-resampled to 640x480",
+        heater=capture.heater, camera=to_plain(capture.camera), heater_off_confirmed=capture.heater_off_confirmed)
+    record_path = folder / LOCKIN_RECORD_FILE
+    record.write(record_path)
     written.append(record_path)
     return written
 

@@ -11,10 +11,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from mulsen import __version__
 from mulsen.core.atomic import atomic_path, atomic_write_text
 from mulsen.core.errors import MulsenError
+from mulsen.core.records import Record
 
 from .layout import find_root
 from .reader import MulsenDataset
@@ -38,23 +40,52 @@ def dataset_files(root: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
+@dataclass(frozen=True)
+class FileEntry:
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ReleaseManifest(Record):
+    """``MANIFEST.json`` of a release: every file's size and SHA-256, counts and statistics."""
+
+    FORMAT = "mulsen-release-manifest"
+    VERSION = 1
+    WHAT = "release manifest"
+
+    name: str
+    version: str
+    created: str
+    tool: str
+    file_count: int
+    total_bytes: int
+    counts: dict[str, int]
+    statistics: tuple[dict[str, Any], ...]  # Table 3 rows (``dataset stats --json``)
+    files: dict[str, FileEntry]
+
+    @classmethod
+    def from_dict(cls, data: object) -> ReleaseManifest:
+        if isinstance(data, dict) and "format" not in data and "files" in data:  # packed before manifests had a tag
+            data = {**data, "format": cls.tag()}
+        return super().from_dict(data)
+
+
 def build_manifest(root: Path, version: str, name: str,
-                   progress: Callable[[Iterable, int], Iterable] | None = None) -> dict:
+                   progress: Callable[[Iterable, int], Iterable] | None = None) -> ReleaseManifest:
     files = dataset_files(root)
     entries = {}
     for path in progress(files, len(files)) if progress else files:
         with open(path, "rb") as handle:
             digest, size = sha256_of(handle)
-        entries[path.relative_to(root).as_posix()] = {"size": size, "sha256": digest}
+        entries[path.relative_to(root).as_posix()] = FileEntry(size, digest)
     stats = json.loads(to_json(dataset_stats(MulsenDataset(root))))
-    return {"name": name, "version": version, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "tool": f"mulsen-toolkit {__version__}", "file_count": len(entries),
-            "total_bytes": sum(e["size"] for e in entries.values()),
-            "counts": _counts(entries), "statistics": stats,
-            "files": entries}
+    return ReleaseManifest(name, version, datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                           f"mulsen-toolkit {__version__}", len(entries), sum(e.size for e in entries.values()),
+                           _counts(entries), tuple(stats), entries)
 
 
-def _counts(entries: dict) -> dict:
+def _counts(entries: dict[str, FileEntry]) -> dict[str, int]:
     """Samples per category/split/type from the RGB file names."""
     counts: dict[str, int] = {}
     for name in entries:
@@ -65,15 +96,15 @@ def _counts(entries: dict) -> dict:
     return dict(sorted(counts.items()))
 
 
-def dataset_card(manifest: dict, table: str) -> str:
-    lines = [f"# {manifest['name']} {manifest['version']}", "",
-             f"Created {manifest['created']} with {manifest['tool']}. Layout: MulSen-AD "
+def dataset_card(manifest: ReleaseManifest, table: str) -> str:
+    lines = [f"# {manifest.name} {manifest.version}", "",
+             f"Created {manifest.created} with {manifest.tool}. Layout: MulSen-AD "
              "(`<category>/{RGB,Infrared,Pointcloud}/{train,test/<type>,GT/<type>}`).", "",
-             f"{manifest['file_count']} files, {manifest['total_bytes'] / 2 ** 20:.1f} MiB. Every file's size and "
+             f"{manifest.file_count} files, {manifest.total_bytes / 2 ** 20:.1f} MiB. Every file's size and "
              f"SHA-256 are listed in `{MANIFEST}`; check a copy with `mulsen dataset verify`.", "",
              "## Statistics (Table 3 of the MulSen-AD paper)", "", "```", table.rstrip(), "```", "",
              "## Samples per category, split and type", "", "| category/split/type | samples |", "|---|---|"]
-    lines += [f"| {key} | {count} |" for key, count in manifest["counts"].items()]
+    lines += [f"| {key} | {count} |" for key, count in manifest.counts.items()]
     lines += ["", "## Labels", "",
               "Each modality is labelled 1 only where the defect is visible and annotated in it; the object "
               "label is their OR (`data.csv` per defect type). RGB/IR masks are 0/255 PNGs; point-cloud ground "
@@ -91,14 +122,14 @@ def pack_dataset(root: str | Path, version: str, out: str | Path | None = None, 
         raise MulsenError(f"{archive}: already exists, refusing to overwrite a release")
     manifest = build_manifest(root, version, name, progress)
     card = dataset_card(manifest, format_table(dataset_stats(MulsenDataset(root))))
-    manifest_bytes = json.dumps(manifest, indent=1, sort_keys=True).encode()
+    manifest_bytes = (manifest.to_json() + "\n").encode()
     prefix = f"{name}-{version}"
     with atomic_path(archive, overwrite=False) as tmp, tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
         for data, member in ((manifest_bytes, MANIFEST), (card.encode(), CARD)):
             info = tarfile.TarInfo(f"{prefix}/{member}")
             info.size, info.mtime, info.mode = len(data), int(datetime.now().timestamp()), 0o644
             tar.addfile(info, io.BytesIO(data))
-        for relative in manifest["files"]:
+        for relative in manifest.files:
             tar.add(root / relative, arcname=f"{prefix}/{relative}", recursive=False)
     atomic_write_text(archive.with_name(f"{prefix}.{MANIFEST}"), manifest_bytes.decode())
     atomic_write_text(archive.with_name(f"{prefix}.{CARD}"), card)
@@ -123,9 +154,9 @@ def verify_release(path: str | Path, progress: Callable[[Iterable, int], Iterabl
         manifest_path = path / MANIFEST
         if not manifest_path.exists():
             raise MulsenError(f"{path}: no {MANIFEST} (not a packed release)")
-        manifest = json.loads(manifest_path.read_text())
+        manifest = ReleaseManifest.read(manifest_path)
         found = {p.relative_to(path).as_posix(): p for p in dataset_files(path)}
-        expected = manifest["files"]
+        expected = manifest.files
         for relative in progress(sorted(expected), len(expected)) if progress else sorted(expected):
             if relative not in found:
                 report.problems.append(f"{relative}: missing")
@@ -144,23 +175,27 @@ def verify_release(path: str | Path, progress: Callable[[Iterable, int], Iterabl
         if manifest_name is None:
             raise MulsenError(f"{path}: no {MANIFEST} in the archive")
         prefix = manifest_name.rsplit("/", 1)[0] + "/"
-        manifest = json.loads(tar.extractfile(members[manifest_name]).read())
-        expected = manifest["files"]
+        handle = tar.extractfile(members[manifest_name])
+        assert handle is not None  # a regular file member
+        manifest = ReleaseManifest.from_json(handle.read(), f"{path}:{manifest_name}")
+        expected = manifest.files
         present = {n[len(prefix):]: m for n, m in members.items() if n.startswith(prefix)}
         for relative in progress(sorted(expected), len(expected)) if progress else sorted(expected):
             member = present.get(relative)
             if member is None:
                 report.problems.append(f"{relative}: missing")
                 continue
-            _compare(report, relative, expected[relative], *sha256_of(tar.extractfile(member)))
+            stream = tar.extractfile(member)
+            assert stream is not None  # members are regular files
+            _compare(report, relative, expected[relative], *sha256_of(stream))
         extra = set(present) - set(expected) - {MANIFEST, CARD}
         report.problems += [f"{relative}: not in the manifest" for relative in sorted(extra)]
     return report
 
 
-def _compare(report: VerifyReport, relative: str, expected: dict, digest: str, size: int) -> None:
+def _compare(report: VerifyReport, relative: str, expected: FileEntry, digest: str, size: int) -> None:
     report.checked += 1
-    if size != expected["size"]:
-        report.problems.append(f"{relative}: size {size} bytes, manifest says {expected['size']}")
-    elif digest != expected["sha256"]:
+    if size != expected.size:
+        report.problems.append(f"{relative}: size {size} bytes, manifest says {expected.size}")
+    elif digest != expected.sha256:
         report.problems.append(f"{relative}: content changed (sha256 mismatch)")

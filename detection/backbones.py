@@ -25,6 +25,8 @@ import numpy as np
 
 from mulsen.core.errors import MulsenError
 
+from .features import RANDOM_WEIGHTS
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHT_SOURCES = {
@@ -209,7 +211,7 @@ def _network(factory, weights: str, prefixes: tuple[str, ...], ignore: tuple[str
     in eval mode on ``device``."""
     _torch().manual_seed(0)
     model = factory()
-    if weights != "random":
+    if weights != RANDOM_WEIGHTS:
         load_strict(model, read_state_dict(weights), prefixes, weights, ignore=ignore)
     return model.eval().to(device)
 

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from mulsen.core.atomic import atomic_write_text
+from mulsen.core.records import Record
 from mulsen.dataset.reader import MulsenDataset
 from mulsen.dataset.records import Split
 
+from .config import SHORT, combo_name
 from .metrics import aupr, aupro, auroc, f1_max
-from .model import SHORT, TripleADModel, combo_name
+from .model import TripleADModel
 
 PIXEL_METRIC_WIDTH = 256  # maps and masks are compared at this width, like the official 224 px protocol
 
@@ -23,8 +25,38 @@ PIXEL_METRIC_WIDTH = 256  # maps and masks are compared at this width, like the 
 @dataclass
 class CategoryResult:
     category: str
-    object_auroc: dict[str, float] = field(default_factory=dict)  # combination name -> AUROC
+    object_auroc: dict[str, float] = field(default_factory=dict)  # combination name -> AUROC (NaN: undefined)
     localisation: dict[str, dict[str, float]] = field(default_factory=dict)  # modality -> metric -> value
+
+
+def _json_number(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
+@dataclass(frozen=True)
+class CategoryEntry:
+    """One category in ``results.json``; null where a metric is undefined (e.g. no anomalous sample)."""
+
+    category: str
+    object_auroc: dict[str, float | None]
+    localisation: dict[str, dict[str, float | None]]
+
+
+@dataclass(frozen=True)
+class EvaluationResults(Record):
+    """``results.json`` of ``mulsen evaluate``."""
+
+    FORMAT = "mulsen-evaluation"
+    VERSION = 1
+    WHAT = "evaluation results"
+
+    categories: tuple[CategoryEntry, ...]
+
+    @classmethod
+    def of(cls, results: list[CategoryResult]) -> EvaluationResults:
+        return cls(tuple(CategoryEntry(r.category, {k: _json_number(v) for k, v in r.object_auroc.items()},
+                                       {m: {k: _json_number(v) for k, v in metrics.items()}
+                                        for m, metrics in r.localisation.items()}) for r in results))
 
 
 def _shrink(array: np.ndarray, width: int, nearest: bool) -> np.ndarray:
@@ -112,8 +144,7 @@ def _format(header: list[str], rows: list[list[str]]) -> str:
 
 def write_results(results: list[CategoryResult], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    data = [{"category": r.category, "object_auroc": r.object_auroc, "localisation": r.localisation} for r in results]
-    (out / "results.json").write_text(json.dumps(data, indent=2, default=float), encoding="utf-8")
+    EvaluationResults.of(results).write(out / "results.json")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     names = list(results[0].object_auroc)
@@ -121,4 +152,4 @@ def write_results(results: list[CategoryResult], out: Path) -> None:
     for r in results:
         writer.writerow([r.category, *(f"{r.object_auroc[n]:.6f}" for n in names)])
     writer.writerow(["mean", *(f"{_mean([r.object_auroc[n] for r in results]):.6f}" for n in names)])
-    (out / "object_auroc.csv").write_text(buffer.getvalue(), encoding="utf-8")
+    atomic_write_text(out / "object_auroc.csv", buffer.getvalue())

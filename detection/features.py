@@ -13,6 +13,12 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter, uniform_filter
 
+from mulsen.core.errors import ConfigError
+
+IMAGE_BACKBONES = ("handcrafted", "raw_patches", "random_conv", "vit_base_patch8_224.dino")
+RANDOM_WEIGHTS = "random"  # instead of a weights file: seeded random initialisation (timing and tests only)
+POINT_BACKBONES = ("fpfh", "point_mae")
+
 
 @dataclass(frozen=True)
 class ImageFeatureConfig:
@@ -25,6 +31,18 @@ class ImageFeatureConfig:
     backbone: str = "handcrafted"
     weights: str | None = None
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.backbone not in IMAGE_BACKBONES:
+            raise ConfigError(f"unknown image backbone {self.backbone!r} (choices: {', '.join(IMAGE_BACKBONES)})")
+        if self.work_width < 16 or self.stride < 1 or not self.scales or min(self.scales) < 1:
+            raise ConfigError("image features need a working width >= 16, a stride >= 1 and positive pooling scales")
+        _check_device(self.device)
+
+
+def _check_device(device: str) -> None:
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ConfigError(f"unknown device {device!r} (cpu, cuda or cuda:N)")
 
 
 @dataclass(frozen=True)
@@ -77,10 +95,6 @@ def _network(kind: str, weights: str | None, device: str):
         return _EXTRACTORS[key]
 
 
-IMAGE_BACKBONES = ("handcrafted", "raw_patches", "random_conv", "vit_base_patch8_224.dino")
-POINT_BACKBONES = ("fpfh", "point_mae")
-
-
 def image_features(image: np.ndarray, config: ImageFeatureConfig = ImageFeatureConfig()
                    ) -> tuple[np.ndarray, PatchGrid]:
     """(P, D) patch features of an RGB (H, W, 3) or gray (H, W) uint8 image."""
@@ -94,10 +108,6 @@ def image_features(image: np.ndarray, config: ImageFeatureConfig = ImageFeatureC
         blocks = resized[: rows * s, : cols * s].reshape(rows, s, cols, s, -1).transpose(0, 2, 1, 3, 4)
         return (blocks.reshape(rows * cols, -1) / 255.0).astype(np.float32), PatchGrid(rows, cols, (h, w))
     if config.backbone != "handcrafted":
-        if config.backbone not in IMAGE_BACKBONES:
-            from mulsen.core.errors import MulsenError
-
-            raise MulsenError(f"unknown image backbone {config.backbone!r} (choices: {', '.join(IMAGE_BACKBONES)})")
         tokens, (rows, cols) = _network(config.backbone, config.weights, config.device)(image)
         return tokens, PatchGrid(rows, cols, (h, w))
     work_h = max(8, round(h * config.work_width / w))
@@ -135,6 +145,14 @@ class PointFeatureConfig:
     weights: str | None = None
     device: str = "cpu"
 
+    def __post_init__(self) -> None:
+        if self.backbone not in POINT_BACKBONES:
+            raise ConfigError(f"unknown point backbone {self.backbone!r} (choices: {', '.join(POINT_BACKBONES)})")
+        if self.max_points < 16 or self.normal_radius_mm <= 0 or not self.feature_radii_mm \
+                or min(self.feature_radii_mm) <= 0 or self.max_nn < 1:
+            raise ConfigError("point features need max_points >= 16, positive radii and max_nn >= 1")
+        _check_device(self.device)
+
 
 @dataclass(frozen=True)
 class PointGroups:
@@ -165,10 +183,6 @@ def point_features(vertices: np.ndarray, config: PointFeatureConfig = PointFeatu
     from scipy.spatial import cKDTree
 
     if config.backbone != "fpfh":
-        if config.backbone not in POINT_BACKBONES:
-            from mulsen.core.errors import MulsenError
-
-            raise MulsenError(f"unknown point backbone {config.backbone!r} (choices: {', '.join(POINT_BACKBONES)})")
         features, centres = _network(config.backbone, config.weights, config.device)(vertices)
         _, nearest = cKDTree(centres).query(vertices, k=1)
         return features, PointGroups(centres, nearest.astype(np.int64))

@@ -6,13 +6,18 @@ import threading
 
 import numpy as np
 
+# The one definition of each bank parameter's default (DetectorConfig and the CLI take them from here).
+DEFAULT_MAX_BANK_SIZE = 10000  # 4 % of 100 full-size normals' patches: scoring time is linear in it
+DEFAULT_PROJECTION_DIM = 16  # dimensions the greedy coreset selection works in (random projection)
+
 try:
     import faiss
 except ImportError:  # pragma: no cover - faiss-cpu is a declared dependency of the detect extra
     faiss = None
 
 
-def greedy_coreset(features: np.ndarray, size: int, projection_dim: int = 128, seed: int = 0) -> np.ndarray:
+def greedy_coreset(features: np.ndarray, size: int, projection_dim: int = DEFAULT_PROJECTION_DIM, seed: int = 0
+                   ) -> np.ndarray:
     """Indices of a greedy k-center coreset (farthest point first), memory O(N): never an N x N matrix.
 
     Features are randomly projected to ``projection_dim`` (Johnson-Lindenstrauss) to make each
@@ -21,6 +26,8 @@ def greedy_coreset(features: np.ndarray, size: int, projection_dim: int = 128, s
     n = len(features)
     if size <= 0:
         raise ValueError("coreset size must be positive")
+    if projection_dim < 0:
+        raise ValueError("projection dimension must be >= 0 (0: no projection)")
     if size >= n:
         return np.arange(n)
     rng = np.random.default_rng(seed)
@@ -72,8 +79,10 @@ class MemoryBank:
         self._index_lock = threading.Lock()  # scoring runs on several threads; build the index once
 
     @classmethod
-    def fit(cls, feature_sets: list[np.ndarray], coreset_ratio: float = 0.1, max_size: int = 20000,
-            seed: int = 0, projection_dim: int = 128) -> MemoryBank:
+    def fit(cls, feature_sets: list[np.ndarray], coreset_ratio: float, max_size: int = DEFAULT_MAX_BANK_SIZE,
+            seed: int = 0, projection_dim: int = DEFAULT_PROJECTION_DIM) -> MemoryBank:
+        if not 0 < coreset_ratio <= 1 or max_size < 1:
+            raise ValueError(f"coreset ratio {coreset_ratio} must be in (0, 1] and the bank size {max_size} >= 1")
         stacked = np.concatenate(feature_sets).astype(np.float32)
         mean = stacked.mean(axis=0)
         std = stacked.std(axis=0)

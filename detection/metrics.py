@@ -1,56 +1,40 @@
-"""Detection and localisation metrics: AUROC, AUPR, F1-max, AUPRO (FPR limit 0.3)."""
+"""Detection and localisation metrics: AUROC, AUPR, F1-max from scikit-learn; AUPRO (FPR limit 0.3), which it
+lacks, here. One class only (or no positive) gives NaN, never an exception."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+from scipy.integrate import trapezoid
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 
-def _sorted_counts(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    order = np.argsort(-scores, kind="mergesort")
-    s, y = scores[order], labels[order].astype(np.float64)
-    distinct = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
-    tps = np.cumsum(y)[distinct]
-    fps = (distinct + 1) - tps
-    return tps, fps, s[distinct]
+def _binary(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(labels).ravel().astype(bool), np.asarray(scores, np.float64).ravel()
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve (ties count half); NaN when only one class is present."""
-    labels = np.asarray(labels).ravel().astype(bool)
-    scores = np.asarray(scores, np.float64).ravel()
-    pos, neg = labels.sum(), (~labels).sum()
-    if pos == 0 or neg == 0:
+    y, s = _binary(labels, scores)
+    if y.all() or not y.any():
         return float("nan")
-    tps, fps, _ = _sorted_counts(labels, scores)
-    tpr = np.r_[0, tps / pos]
-    fpr = np.r_[0, fps / neg]
-    return float(np.trapezoid(tpr, fpr))
-
-
-def _precision_recall(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Precision and recall at every distinct threshold; None when there is no positive."""
-    labels = np.asarray(labels).ravel().astype(bool)
-    if labels.sum() == 0:
-        return None
-    tps, fps, _ = _sorted_counts(labels, np.asarray(scores, np.float64).ravel())
-    return tps / (tps + fps), tps / labels.sum()
+    return float(roc_auc_score(y, s))
 
 
 def aupr(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Average precision (step-wise area under the precision-recall curve)."""
-    curve = _precision_recall(labels, scores)
-    if curve is None:
+    """Average precision (step-wise area under the precision-recall curve); NaN without a positive."""
+    y, s = _binary(labels, scores)
+    if not y.any():
         return float("nan")
-    precision, recall = curve
-    return float(np.sum(np.diff(np.r_[0, recall]) * precision))
+    return float(average_precision_score(y, s))
 
 
 def f1_max(labels: np.ndarray, scores: np.ndarray) -> float:
-    curve = _precision_recall(labels, scores)
-    if curve is None:
+    """Best F1 over all thresholds; NaN without a positive."""
+    y, s = _binary(labels, scores)
+    if not y.any():
         return float("nan")
-    precision, recall = curve
+    precision, recall, _ = precision_recall_curve(y, s)
     return float((2 * precision * recall / np.clip(precision + recall, 1e-12, None)).max())
 
 
@@ -78,4 +62,4 @@ def aupro(masks: list[np.ndarray], maps: list[np.ndarray], fpr_limit: float = 0.
     xs = np.unique(fprs)
     ys = np.maximum.accumulate(np.array([pros[fprs == x].max() for x in xs]))
     grid = np.linspace(0, fpr_limit, 301)
-    return float(np.trapezoid(np.interp(grid, xs, ys), grid) / fpr_limit)
+    return float(trapezoid(np.interp(grid, xs, ys), grid) / fpr_limit)

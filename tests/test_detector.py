@@ -129,15 +129,23 @@ def test_save_load_round_trips_scores_exactly_and_tampering_is_refused(trained):
         assert a[m].score == b[m].score
         assert np.array_equal(a[m].anomaly_map, b[m].anomaly_map)
     assert loaded.threshold(("rgb", "infrared", "pointcloud")) == model.threshold(("rgb", "infrared", "pointcloud"))
-    blob = bytearray((folder / "model.safetensors").read_bytes())
-    blob[4] ^= 0xFF  # corrupt the header length
-    (folder / "model.safetensors").write_bytes(bytes(blob))
-    with pytest.raises(MulsenError, match="unreadable or tampered"):
-        TripleADModel.load(folder)
-    meta = (folder / "model.json").read_text().replace('"format_version": 1', '"format_version": 99')
-    (folder / "model.json").write_text(meta)
-    with pytest.raises(MulsenError, match="format 99 is not supported"):
-        TripleADModel.load(folder)
+    original = (folder / "model.safetensors").read_bytes()
+    for position in (4, len(original) - 3):  # the header length, then one byte of bank data
+        blob = bytearray(original)
+        blob[position] ^= 0x01
+        (folder / "model.safetensors").write_bytes(bytes(blob))
+        with pytest.raises(MulsenError, match="unreadable or tampered"):
+            TripleADModel.load(folder)
+    (folder / "model.safetensors").write_bytes(original)
+    meta = (folder / "model.json").read_text()
+    for edited, message in ((meta.replace('"mulsen-model/2"', '"mulsen-model/99"'), "not a model description file"),
+                            (meta.replace('"coreset_ratio"', '"coreset_ration"'), r"config: unknown field coreset_ration"),
+                            (meta.replace('"coreset_ratio": 0.1', '"coreset_ratio": 0'), r"coreset ratio must be in"),
+                            ("[]", "expected a JSON object"),
+                            ('{"format_version": 1}', "model format 1 is not supported")):
+        (folder / "model.json").write_text(edited)
+        with pytest.raises(MulsenError, match=message):
+            TripleADModel.load(folder)
 
 
 def test_loading_refuses_a_different_modality_set(trained, tmp_path: Path):

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-import numpy as np
-
-from mulsen.core.errors import MulsenError
 from mulsen.core.progress import bar
+from mulsen.detection.config import FUSIONS, GATE_FITS, DetectorConfig, all_combinations, parse_modalities
+
+from .options import add_field_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,15 +23,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--all", action="store_true", help="train every category")
     tr.add_argument("--out", type=Path, required=True, help="models folder (one subfolder per category)")
     tr.add_argument("--modalities", default="rgb,ir,pc", help="comma list of rgb, ir, pc (default all three)")
-    tr.add_argument("--coreset-ratio", type=float, default=0.1)
-    tr.add_argument("--coreset-projection-dim", type=int, default=None,
-                    help="dimensions the coreset selection works in (random projection; default: the model's)")
-    tr.add_argument("--fusion", choices=["gate", "zmean", "max"], default="zmean",
-                    help="zmean (default): mean of held-out z-scores; gate: the paper's SGDOneClassSVM weighting "
-                    "(fragile with few held-out normals); max: largest z-score")
-    tr.add_argument("--gate-fit", choices=["holdout", "paper"], default="holdout",
-                    help="paper: fit the gate in-sample on the bank samples, as the original code")
-    tr.add_argument("--seed", type=int, default=0)
+    add_field_option(tr, "--coreset-ratio", DetectorConfig, "coreset_ratio",
+                     "share of the normals' patches kept in each memory bank, in (0, 1]")
+    add_field_option(tr, "--max-bank-size", DetectorConfig, "max_bank_size",
+                     "most patches a bank keeps, whatever the ratio gives (scoring time is linear in it)")
+    add_field_option(tr, "--coreset-projection-dim", DetectorConfig, "coreset_projection_dim",
+                     "dimensions the coreset selection works in (random projection; 0: none)")
+    add_field_option(tr, "--fusion", DetectorConfig, "fusion", "zmean: mean of held-out z-scores; gate: the paper's "
+                     "SGDOneClassSVM weighting (fragile with few held-out normals); max: largest z-score",
+                     choices=FUSIONS)
+    add_field_option(tr, "--gate-fit", DetectorConfig, "gate_fit",
+                     "paper: fit the gate in-sample on the bank samples, as the original code", choices=GATE_FITS)
+    add_field_option(tr, "--false-alarm-rate", DetectorConfig, "false_alarm_rate",
+                     "share of normals the saved decision threshold lets through as anomalous")
+    add_field_option(tr, "--seed", DetectorConfig, "seed", "seed of the hold-out split and the coresets")
     nets = tr.add_argument_group("pretrained backbones (optional; the default is weight-free)")
     nets.add_argument("--image-backbone", choices=["handcrafted", "raw_patches", "random_conv",
                                                    "vit_base_patch8_224.dino"],
@@ -56,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--models", type=Path, required=True)
     ev.add_argument("--modalities", default="rgb,ir,pc")
     ev.add_argument("--all-combinations", action="store_true", help="single, dual and triple (Table 5)")
-    ev.add_argument("--fusion", choices=["gate", "zmean", "max"], default=None, help="override the model's fusion")
+    ev.add_argument("--fusion", choices=FUSIONS, default=None, help="override the model's fusion")
     ev.add_argument("--category", action="append", help="only these categories")
     ev.add_argument("--out", type=Path, help="folder for results.json and object_auroc.csv")
     ev.set_defaults(handler=_evaluate)
@@ -68,10 +72,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "infrared.png and pointcloud.stl (a capture folder).")
     de.add_argument("samples", nargs="+", type=Path, metavar="SAMPLE")
     de.add_argument("--model", type=Path, required=True, help="a category's model folder")
-    de.add_argument("--false-alarm-rate", type=float, default=None, help="default: the model's (0.05)")
-    de.add_argument("--out", type=Path, default=Path("detections"))
-    de.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                    help="the weight-free detector runs on the CPU; cuda is refused when unavailable")
+    de.add_argument("--false-alarm-rate", type=float, default=None,
+                    help="override the model's calibrated false-alarm rate (saved at training)")
+    de.add_argument("--out", type=Path, default=Path("detections"),
+                    help="folder for the JSON report and overlays of each sample (default ./detections)")
+    de.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                    help="where pretrained networks run, overriding the model's (default: as trained; auto: cuda "
+                    "when available); the weight-free detector always runs on the CPU")
     de.set_defaults(handler=_detect)
 
 
@@ -90,7 +97,7 @@ def _ir_config(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from mulsen.detection.model import DetectorConfig, TripleADModel, parse_modalities
+    from mulsen.detection.model import TripleADModel
 
     ds = _dataset(args.dataset)
     categories = ds.categories if args.all else args.category
@@ -99,9 +106,9 @@ def _train(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     config = DetectorConfig(modalities=parse_modalities(args.modalities), coreset_ratio=args.coreset_ratio,
-                            fusion=args.fusion, gate_fit=args.gate_fit, seed=args.seed,
-                            **({"coreset_projection_dim": args.coreset_projection_dim}
-                               if args.coreset_projection_dim else {}),
+                            max_bank_size=args.max_bank_size, coreset_projection_dim=args.coreset_projection_dim,
+                            fusion=args.fusion, gate_fit=args.gate_fit, false_alarm_rate=args.false_alarm_rate,
+                            seed=args.seed,
                             image=ImageFeatureConfig(backbone=args.image_backbone, weights=args.image_weights,
                                                      device=device),
                             infrared=_ir_config(args),
@@ -118,7 +125,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from mulsen.detection.evaluate import evaluate_category, table5, table6, write_results
-    from mulsen.detection.model import TripleADModel, all_combinations, parse_modalities
+    from mulsen.detection.model import TripleADModel
 
     ds = _dataset(args.dataset)
     modalities = parse_modalities(args.modalities)
@@ -137,70 +144,35 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_capture(folder: Path):
-    """A capture folder (rgb.png, infrared.png, pointcloud.stl) -> SampleData without ground truth."""
-    from mulsen.dataset.formats import read_ir, read_rgb
-    from mulsen.dataset.meshio import read_stl
-    from mulsen.dataset.records import ModalityLabels, SampleData, SampleKey, SampleRecord, Split
-
-    paths = {name: folder / name for name in ("rgb.png", "infrared.png", "pointcloud.stl")}
-    missing = [n for n, p in paths.items() if not p.is_file()]
-    if missing:
-        raise MulsenError(f"{folder}: capture folder lacks {', '.join(missing)}")
-    rgb, ir, mesh = read_rgb(paths["rgb.png"]), read_ir(paths["infrared.png"]), read_stl(paths["pointcloud.stl"])
-    record = SampleRecord(SampleKey("capture", Split.TEST, "unknown", 0), paths["rgb.png"], paths["infrared.png"],
-                          paths["pointcloud.stl"], ModalityLabels())
-    return SampleData(record, rgb, ir, mesh, np.zeros(rgb.shape[:2], bool), np.zeros(ir.shape, bool),
-                      np.zeros(len(mesh.vertices), bool))
-
-
-def overlay(image: np.ndarray, anomaly_map: np.ndarray, threshold: float) -> np.ndarray:
-    """Red overlay of map values above ``threshold`` (scaled) on the image."""
-    base = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
-    level = np.clip(anomaly_map / max(threshold, 1e-9) - 1, 0, 1)[..., None]
-    red = np.array([255, 0, 0], np.float32)
-    return np.round(base * (1 - 0.6 * level) + red * 0.6 * level).astype(np.uint8)
-
-
 def _detect(args: argparse.Namespace) -> int:
     from mulsen.dataset.formats import write_png
+    from mulsen.detection.detect import load_capture, overlay
     from mulsen.detection.model import TripleADModel
 
-    if args.device == "cuda":
-        try:
-            import torch
-            available = torch.cuda.is_available()
-        except ImportError:
-            available = False
-        if not available:
-            raise MulsenError("--device cuda: no CUDA device available on this machine")
-    model = TripleADModel.load(args.model)
-    combo = model.config.modalities
-    threshold = model.threshold(combo, false_alarm_rate=args.false_alarm_rate)
+    device = None
+    if args.device is not None:
+        from mulsen.detection.backbones import resolve_device
+
+        device = resolve_device(args.device)
+    model = TripleADModel.load(args.model, device=device)
     args.out.mkdir(parents=True, exist_ok=True)
     anomalous = 0
     for folder in args.samples:
         data = load_capture(folder)
-        result = model.score(data)
-        raw = {m: r.score for m, r in result.items()}
-        fused = model.fuse(raw, combo)
-        decision = "anomalous" if fused > threshold else "normal"
-        anomalous += decision == "anomalous"
+        detection = model.detect(data, str(folder), args.false_alarm_rate)
+        anomalous += detection.anomalous
         name = folder.name
         files = {}
         for m, image in (("rgb", data.rgb), ("infrared", data.infrared)):
-            if m in result:
+            if m in detection.maps:
                 # overlay scale: the mean object score (largest patch distance) of the held-out normals
                 idx = model.config.modalities.index(m)
                 path = args.out / f"{name}_{m}_overlay.png"
-                write_png(path, overlay(image, result[m].anomaly_map, float(model.norm_mean[idx])), "RGB",
+                write_png(path, overlay(image, detection.maps[m], float(model.norm_mean[idx])), "RGB",
                           overwrite=True)
                 files[m] = str(path)
-        report = {"sample": str(folder), "category": model.category, "scores": raw,
-                  "normalised": model.normalise(raw), "fused": fused, "fusion": model.config.fusion,
-                  "threshold": threshold, "decision": decision, "overlays": files}
-        (args.out / f"{name}.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-        print(f"{folder}: {decision} (fused {fused:.3f}, threshold {threshold:.3f}; "
-              + ", ".join(f"{k} {v:.3f}" for k, v in raw.items()) + ")")
+        detection.report(files).write(args.out / f"{name}.json")
+        print(f"{folder}: {detection.decision} (fused {detection.fused:.3f}, threshold {detection.threshold:.3f}; "
+              + ", ".join(f"{k} {v:.3f}" for k, v in detection.scores.items()) + ")")
     print(f"{anomalous} of {len(args.samples)} samples anomalous; results in {args.out}/")
     return 0

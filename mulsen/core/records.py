@@ -48,8 +48,9 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def to_plain(value: Any) -> Any:
-    """JSON-ready copy: dataclasses as dicts (fields at a None default left out), tuples as lists, enums by value, paths as strings, numpy scalars and
-    arrays as Python numbers and lists. Non-finite floats are refused (JSON has none)."""
+    """JSON-ready copy: dataclasses as dicts (fields at a None default left out), tuples as lists, enums by
+    value, paths as strings, numpy scalars and arrays as Python numbers and lists. Non-finite floats are
+    refused (JSON has none)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a None that is the default is left out
         return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)
                 if not (getattr(value, f.name) is None and f.default is None)}

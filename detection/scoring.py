@@ -1,0 +1,68 @@
+"""Pure computation of the detector: features -> banks -> per-modality patch and object scores.
+
+No threads, files or state beyond the banks passed in (anomalib's ``torch_model`` role).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from mulsen.core.errors import MulsenError
+from mulsen.dataset.records import SampleData
+
+from .config import DetectorConfig
+from .features import ImageFeatureConfig, PatchGrid, PointGroups, image_features, point_features, upsample_scores
+from .memory_bank import MemoryBank
+
+
+@dataclass(frozen=True)
+class ModalityResult:
+    score: float
+    anomaly_map: np.ndarray  # (H, W) for images, (N,) per vertex for point clouds
+
+
+def extract(modality: str, data: SampleData, config: DetectorConfig
+            ) -> tuple[np.ndarray, PatchGrid | PointGroups]:
+    """(P, D) features of one modality of a sample and the geometry that maps them back."""
+    extractor = config.extractor(modality)
+    if modality == "pointcloud":
+        assert not isinstance(extractor, ImageFeatureConfig)
+        return point_features(data.mesh.vertices, extractor)
+    assert isinstance(extractor, ImageFeatureConfig)
+    return image_features(data.rgb if modality == "rgb" else data.infrared, extractor)
+
+
+def topk_mean(values: np.ndarray, k: int) -> float:
+    k = max(1, min(k, len(values)))
+    return float(np.partition(values, len(values) - k)[-k:].mean())
+
+
+def object_score(modality: str, patch_scores: np.ndarray, config: DetectorConfig) -> float:
+    """A sample's score for one modality: the mean of its k largest patch scores."""
+    return topk_mean(patch_scores, config.point_topk if modality == "pointcloud" else config.image_topk)
+
+
+def fit_bank(feature_sets: list[np.ndarray], config: DetectorConfig, index: int) -> MemoryBank:
+    """The memory bank of the ``index``-th modality from its normals' features."""
+    return MemoryBank.fit(feature_sets, config.coreset_ratio, config.max_bank_size, seed=config.seed + index,
+                          projection_dim=config.coreset_projection_dim)
+
+
+def score_sample(banks: Mapping[str, MemoryBank], data: SampleData, config: DetectorConfig,
+                 modalities: tuple[str, ...]) -> dict[str, ModalityResult]:
+    """Object score and anomaly map (pixels or vertices) per modality."""
+    out = {}
+    for m in modalities:
+        if m not in banks:
+            raise MulsenError(f"the model has no {m} bank (has: {', '.join(banks)})")
+        feats, geometry = extract(m, data, config)
+        patch = banks[m].score(feats)
+        if isinstance(geometry, PointGroups):
+            amap = patch[geometry.vertex_to_group]
+        else:
+            amap = upsample_scores(patch, geometry)
+        out[m] = ModalityResult(object_score(m, patch, config), amap)
+    return out

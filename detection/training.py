@@ -1,0 +1,70 @@
+"""Training orchestration: hold-out split, feature extraction on worker threads, banks, calibration.
+
+The computation itself is in ``scoring`` (pure functions); this module decides which normals build the
+banks and which calibrate, and keeps both cores busy (anomalib's ``lightning_model`` role).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import numpy as np
+
+from mulsen.core.errors import MulsenError
+from mulsen.dataset.records import SampleData
+
+from .config import DetectorConfig
+from .fusion import Calibration
+from .memory_bank import MemoryBank
+from .scoring import extract, fit_bank, object_score
+
+WORKERS = 2  # loading and extraction release the GIL for most of their work (PIL, numpy, open3d, torch)
+INSAMPLE_DIAGNOSTIC = 20  # in-sample rows kept when the gate does not need them all
+T = TypeVar("T")
+Progress = Callable[[Iterable[T], int], Iterable[T]]
+
+
+def holdout_split(count: int, config: DetectorConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out indices, bank indices) of ``count`` training normals, drawn from the config's seed."""
+    if count < config.min_holdout + 2:
+        raise MulsenError(f"{count} training samples are too few (need at least {config.min_holdout + 2}: "
+                          f"{config.min_holdout} held out to calibrate, 2 for the banks)")
+    order = np.random.default_rng(config.seed).permutation(count)
+    n_hold = max(config.min_holdout, round(count * config.holdout_fraction))
+    return order[:n_hold], order[n_hold:]
+
+
+def train_banks(load: Callable[[T], SampleData], records: Sequence[T], config: DetectorConfig,
+                progress: Progress | None = None, workers: int = WORKERS
+                ) -> tuple[dict[str, MemoryBank], Calibration]:
+    """Banks from most training normals, calibration scores from the held-out rest; results keep record order."""
+    hold_idx, bank_idx = holdout_split(len(records), config)
+    modalities = config.modalities
+
+    def extract_all(i: int) -> dict[str, np.ndarray]:
+        data = load(records[i])
+        return {m: extract(m, data, config)[0] for m in modalities}
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        extracted = pool.map(extract_all, list(bank_idx))
+        bank_cache = list(progress(extracted, len(bank_idx)) if progress else extracted)
+    features = [[per[m] for per in bank_cache] for m in modalities]
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # the greedy coreset is GEMV-bound
+        built = pool.map(fit_bank, features, [config] * len(modalities), range(len(modalities)))
+        banks = dict(zip(modalities, built, strict=True))
+    del features
+
+    def row(per: dict[str, np.ndarray]) -> list[float]:
+        return [object_score(m, banks[m].score(per[m]), config) for m in modalities]
+
+    # In-sample scores: the paper's gate is fitted on all of them; otherwise a few are kept as a
+    # diagnostic (how much lower than held-out scores they are), which is much cheaper.
+    sampled = bank_cache if config.gate_fit == "paper" else bank_cache[:INSAMPLE_DIAGNOSTIC]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        insample = np.array(list(pool.map(row, sampled)))
+    del bank_cache
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        holdout = np.array(list(pool.map(lambda i: row(extract_all(i)), list(hold_idx))))
+    return banks, Calibration(modalities, holdout, insample)
