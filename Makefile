@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test lint bench clean system-deps
+.PHONY: demo test test-fast lint bench clean system-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(MAKE) --no-print-directory system-deps
@@ -30,11 +30,22 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The inner loop: everything not marked slow (about a minute).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# ruff, the layering contract (import-linter) and the type checker. The last two read the installed
+# layout (mulsen.dataset is dataset/, ...), so the package is first installed into a scratch folder.
+LINT_SITE := build/lint-site
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	rm -rf build && $(BIN)/python -m pip install -q --no-deps --no-build-isolation --target $(LINT_SITE) . >/dev/null
+	cd $(LINT_SITE) && $(CURDIR)/$(BIN)/lint-imports $(CURDIR)/pyproject.toml
+	cd $(LINT_SITE) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p mulsen
+	rm -rf build
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache build

@@ -161,8 +161,8 @@ class GenICamCamera:
         self.config = config
         self.clock = clock or host_clock()
         self.name = config.name
-        self._harvester = None
-        self._acquirer = None
+        self._harvester: Any = None  # harvesters' Harvester and ImageAcquirer once open (untyped library)
+        self._acquirer: Any = None
         self._settings: dict = {}
         self._device: dict = {}
 

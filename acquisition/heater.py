@@ -168,13 +168,14 @@ class SerialHeater:
 
     def clock_offset(self, samples: int = 8) -> float:
         """``clock - device_time``, from the query with the shortest round trip (NTP-style)."""
-        best = None
+        best: tuple[float, float] | None = None
         for _ in range(samples):
             sent = self.clock.now()
             device = self.device_time()
             received = self.clock.now()
             if best is None or received - sent < best[0]:
                 best = (received - sent, 0.5 * (sent + received) - device)
+        assert best is not None  # samples >= 1
         return best[1]
 
     def errors(self) -> list[str]:

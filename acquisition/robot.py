@@ -16,7 +16,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -68,7 +68,7 @@ class RobotArm(Protocol):
 
 def call_with_deadline(fn: Callable[[], T], seconds: float, device: str, what: str) -> T:
     """Run ``fn`` on a daemon thread; raise a DeviceError if it has not returned within ``seconds``."""
-    outcome: dict = {}
+    outcome: dict[str, Any] = {}
 
     def target() -> None:
         try:
@@ -86,7 +86,7 @@ def call_with_deadline(fn: Callable[[], T], seconds: float, device: str, what: s
         if isinstance(error, MulsenError):
             raise error
         raise DeviceError(device, f"{what} failed: {type(error).__name__}: {error}") from None
-    return outcome.get("value")
+    return outcome["value"]
 
 
 @dataclass
@@ -109,7 +109,7 @@ class URArm:
         self.name = f"robot {host}"
         self.limits = limits or MotionLimits()
         self.connect_timeout_s = connect_timeout_s
-        self._robot = None
+        self._robot: Any = None  # urx.URRobot once connected (untyped library)
         self.moves: list[MoveRecord] = []
 
     def __enter__(self) -> URArm:

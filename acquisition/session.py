@@ -147,7 +147,7 @@ class CaptureSession:
                                           f"{where}") from None
                     raise
                 record = replace(record, seconds=round(time.time() - started, 3))
-                progress = replace(progress, steps=replace(progress.steps, **{step: record}))
+                progress = replace(progress, steps=progress.steps.with_step(step, record))
                 self._save_progress(partial, progress)
         return self._finish(request, partial, final, progress)
 
@@ -247,5 +247,5 @@ class CaptureSession:
                                       points=len(item.scan.vertices),
                                       faces=0 if item.scan.faces is None else len(item.scan.faces),
                                       exported_at=datetime.fromtimestamp(item.completed_at, timezone.utc).isoformat()))
-        return ScansStep(*exports)
+        return ScansStep(exports[0], exports[1])
 

@@ -90,7 +90,8 @@ def calibrate_hand_eye(base_T_tcp: list[np.ndarray], camera_T_target: list[np.nd
     check_pose_diversity(base_T_tcp)
     held = [k for k in range(len(base_T_tcp)) if k % holdout_every == holdout_every - 1]
     train = [k for k in range(len(base_T_tcp)) if k not in held]
-    comparison, best = {}, None
+    comparison: dict[str, dict[str, float | str]] = {}
+    best: tuple[float, str] | None = None
     for method in methods:
         try:
             solution = _solve([base_T_tcp[k] for k in train], [camera_T_target[k] for k in train], method)

@@ -69,6 +69,7 @@ class CalibratedPlacement:
     def tcp_pose_for_ir_pixel(self, ir_pixel) -> np.ndarray:
         """UR pose placing the RGB camera, in the reference orientation, centred over the IR pixel's point."""
         camera_x = self.hand_eye.tcp_T_camera
+        assert self.registration.reference_tcp_pose is not None  # checked by load
         reference = ur_pose_to_transform_mm(self.registration.reference_tcp_pose) @ camera_x
         rgb_pixel = self.registration.map_points(np.asarray(ir_pixel, float))[0]
         principal = self.rgb.camera_matrix[:2, 2]

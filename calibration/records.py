@@ -105,7 +105,9 @@ class IrRgbRecord(CalibrationRecord):
     inliers: int
     ir_size: tuple[int, int]
     rgb_size: tuple[int, int]
-    reference_tcp_pose: tuple[float, float, float, float, float, float] | None = None
+    reference_tcp_pose: tuple[float, ...] | None = None  # UR pose: x, y, z (m), rx, ry, rz (rad)
 
     def __post_init__(self) -> None:
         check_matrix("homography", self.homography, 3, 3)
+        if self.reference_tcp_pose is not None and len(self.reference_tcp_pose) != 6:
+            raise ConfigError(f"reference_tcp_pose has {len(self.reference_tcp_pose)} values, a UR pose has 6")

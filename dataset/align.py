@@ -12,6 +12,7 @@ symmetric wrong solutions when the overlap is thin. Every result must pass the q
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -174,7 +175,7 @@ class _Target:
 
     points: np.ndarray
     normals: np.ndarray
-    tree: object
+    tree: Any  # scipy.spatial.cKDTree
 
     @classmethod
     def of(cls, points: np.ndarray, normals: np.ndarray) -> _Target:
@@ -301,7 +302,7 @@ def align_scans(scan_a: Mesh, scan_b: Mesh, gates: AlignmentGates | None = None,
             screened.append((fitness, -rmse, name, coarse))
     screened.sort(key=lambda item: (item[0], item[1]), reverse=True)
     report, best = [], None
-    settled = []
+    settled: list[np.ndarray] = []
     for _, _, name, coarse in screened[:2]:
         transform = refine(coarse_target, b_points, b_normals, coarse, coarse_spacing, scales=(3.0, 1.5),
                            max_points=MIDDLE_POINTS, iterations=20)[0]

@@ -127,6 +127,7 @@ def shape_mask(size: tuple[int, int], shape: Shape, line_width: int = 10, point_
     """The pixels one shape covers (bool, ``size`` = (height, width)), exactly as LabelMe draws them."""
     height, width = size
     if shape.shape_type == "mask":
+        assert shape.mask is not None  # the parser decodes every mask shape's bitmap
         (x1, y1), (x2, y2) = shape.points.astype(int)
         out = np.zeros(size, dtype=bool)
         region = out[y1:y2 + 1, x1:x2 + 1]

@@ -217,9 +217,9 @@ def build_dataset(captures: Path, annotations: Path | None, out: Path, config: B
                                             "captured": capture.finished,
                                             "operator": capture.operator,
                                             "simulated_part": capture.simulated_part})
-        key = writer.add(category, split, defect_type, content)
+        sample_key = writer.add(category, split, defect_type, content)
         bucket = f"{category}/{split.value}/{defect_type}"
         report.added[bucket] = report.added.get(bucket, 0) + 1
-        report.samples.append({"capture": f"{category}/{sample_id}", "sample": str(key),
+        report.samples.append({"capture": f"{category}/{sample_id}", "sample": str(sample_key),
                                "labels": asdict(content.labels)})
     return report

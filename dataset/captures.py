@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import getpass
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mulsen import __version__
@@ -107,6 +107,12 @@ class CaptureSteps:
     arm: ArmStep | None = None
     rgb: RgbStep | None = None
     scans: ScansStep | None = None
+
+    def with_step(self, name: str, record: IrStep | ArmStep | RgbStep | ScansStep) -> CaptureSteps:
+        if name not in STEPS:
+            raise ValueError(f"unknown capture step {name!r}")
+        changes: dict[str, Any] = {name: record}
+        return replace(self, **changes)
 
     def done(self) -> list[str]:
         return [name for name in STEPS if getattr(self, name) is not None]

@@ -175,9 +175,9 @@ def verify_release(path: str | Path, progress: Callable[[Iterable, int], Iterabl
         if manifest_name is None:
             raise MulsenError(f"{path}: no {MANIFEST} in the archive")
         prefix = manifest_name.rsplit("/", 1)[0] + "/"
-        handle = tar.extractfile(members[manifest_name])
-        assert handle is not None  # a regular file member
-        manifest = ReleaseManifest.from_json(handle.read(), f"{path}:{manifest_name}")
+        manifest_file = tar.extractfile(members[manifest_name])
+        assert manifest_file is not None  # a regular file member
+        manifest = ReleaseManifest.from_json(manifest_file.read(), f"{path}:{manifest_name}")
         expected = manifest.files
         present = {n[len(prefix):]: m for n, m in members.items() if n.startswith(prefix)}
         for relative in progress(sorted(expected), len(expected)) if progress else sorted(expected):

@@ -167,7 +167,7 @@ def _ply_binary_element(path: Path, element: _Element, data: bytes, offset: int,
         if offset + dtype.itemsize * element.count > len(data):
             raise DataFormatError(path, f"PLY element {element.name} is truncated ({element.count} rows declared)")
         table = np.frombuffer(data, dtype, count=element.count, offset=offset)
-        return {name: table[name] for name in dtype.names}, offset + dtype.itemsize * element.count
+        return {name: table[name] for name in dtype.names or ()}, offset + dtype.itemsize * element.count
     if element.count == 0:
         return {name: [] for name, _, _ in element.properties}, offset
     # Lists: assume every row has the first row's counts (triangle meshes), check, else walk row by row.
@@ -272,7 +272,7 @@ def _read_ascii_points(path: Path) -> Scan:
     if table.ndim != 2 or table.shape[1] < 3:
         raise DataFormatError(path, "point lines must have at least 3 columns (x y z) and the same count each")
     normals = table[:, 3:6] if table.shape[1] >= 6 else None
-    name = {",": "comma", ";": "semicolon", "\t": "tab"}.get(delimiter, "space")
+    name = {",": "comma", ";": "semicolon", "\t": "tab"}.get(delimiter or " ", "space")
     return Scan(table[:, :3].copy(), None, normals, path, f"ascii points ({name}-separated)")
 
 
@@ -285,6 +285,8 @@ def write_scan(path: str | Path, vertices: np.ndarray, faces: np.ndarray | None,
     if fmt not in WRITE_FORMATS:
         raise ValueError(f"unknown scan format {fmt!r}")
     if fmt == "stl":
+        if faces is None:
+            raise ValueError("an STL scan needs faces")
         write_stl(path, Mesh(vertices, faces), overwrite=overwrite)
         return
     with atomic_path(path, overwrite=overwrite) as tmp:

@@ -113,14 +113,17 @@ _COLUMNS = [("category", "category", "{}"), ("train_normal", "#train", "{}"), ("
             ("pc_abnormal_ratio_pct", "PC %", "{:.3f}")]
 
 
+def _missing(value: object) -> bool:
+    return isinstance(value, float) and bool(np.isnan(value))
+
+
 def format_table(rows: list[CategoryStats]) -> str:
     """Plain-text Table 3 plus the visibility breakdown."""
     headers = [c[1] for c in _COLUMNS] + ["RGB only", "IR only", "PC only", "two", "all three"]
     body = []
     for r in rows:
         flat = r.row()
-        cells = ["-" if isinstance(flat[k], float) and np.isnan(flat[k]) else fmt.format(flat[k])
-                 for k, _, fmt in _COLUMNS]
+        cells = ["-" if _missing(flat[k]) else fmt.format(flat[k]) for k, _, fmt in _COLUMNS]
         cells += [str(r.visibility[k]) for k in VISIBILITY_KEYS]
         body.append(cells)
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(headers)]

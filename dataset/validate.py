@@ -331,8 +331,8 @@ def validate_dataset(root: str | Path, jobs: int = 1, strict_size: bool = False,
     checks: Iterable = walker.checks
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            results = pool.map(check_sample, walker.checks, chunksize=4)
-            results = progress(results, len(walker.checks)) if progress else results
+            mapped = pool.map(check_sample, walker.checks, chunksize=4)
+            results = progress(mapped, len(walker.checks)) if progress else mapped
             for found_problems in results:
                 report.problems += found_problems
     else:

@@ -63,11 +63,11 @@ class DatasetWriter:
             write_ir(target(layout.sample_path(self.root, key, "infrared")), content.infrared)
             write_stl(target(layout.sample_path(self.root, key, "pointcloud")), mesh)
             if labels.rgb:
-                self._check_mask(content.rgb_mask, content.rgb.shape[:2], "rgb")
-                write_mask(target(layout.gt_path(self.root, key, "rgb")), content.rgb_mask)
+                rgb_mask = self._check_mask(content.rgb_mask, content.rgb.shape[:2], "rgb")
+                write_mask(target(layout.gt_path(self.root, key, "rgb")), rgb_mask)
             if labels.infrared:
-                self._check_mask(content.ir_mask, content.infrared.shape[:2], "infrared")
-                write_mask(target(layout.gt_path(self.root, key, "infrared")), content.ir_mask)
+                ir_mask = self._check_mask(content.ir_mask, content.infrared.shape[:2], "infrared")
+                write_mask(target(layout.gt_path(self.root, key, "infrared")), ir_mask)
             if labels.pointcloud:
                 points = self._snap_points(mesh.vertices, content.pc_anomalous_points, key)
                 write_pc_gt(target(layout.gt_path(self.root, key, "pointcloud")), points)
@@ -83,13 +83,16 @@ class DatasetWriter:
         return key
 
     @staticmethod
-    def _check_mask(mask: np.ndarray | None, shape: tuple[int, ...], modality: str) -> None:
+    def _check_mask(mask: np.ndarray | None, shape: tuple[int, ...], modality: str) -> np.ndarray:
         if mask is None or tuple(mask.shape) != tuple(shape):
             got = None if mask is None else tuple(mask.shape)
             raise MulsenError(f"{modality} mask shape {got} differs from its image {tuple(shape)}")
+        return mask
 
     def _snap_points(self, vertices: np.ndarray, points: np.ndarray | None, key: SampleKey) -> np.ndarray:
         """GT rows are the mesh vertices themselves, so they match exactly after the float32 round trip."""
+        if points is None:
+            raise MulsenError(f"{key}: labelled anomalous in the point cloud without anomalous points")
         index, dist = match_points_to_vertices(vertices, points)
         if np.any(dist > self.point_tolerance):
             raise DataFormatError(str(key), f"{int((dist > self.point_tolerance).sum())} anomalous points lie "

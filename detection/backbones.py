@@ -234,7 +234,7 @@ class ViTExtractor:
         from PIL import Image
 
         rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
-        resized = np.asarray(Image.fromarray(rgb).resize((224, 224), Image.BICUBIC), np.float32) / 255.0
+        resized = np.asarray(Image.fromarray(rgb).resize((224, 224), Image.Resampling.BICUBIC), np.float32) / 255.0
         normalised = (resized - IMAGENET_MEAN) / IMAGENET_STD
         tensor = torch.from_numpy(normalised.transpose(2, 0, 1)[None].astype(np.float32)).to(self.device)
         with torch.inference_mode():
@@ -324,7 +324,8 @@ class RandomConvExtractor:
 
         rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
         height = max(16, round(rgb.shape[0] * self.work_width / rgb.shape[1]))
-        resized = np.asarray(Image.fromarray(rgb).resize((self.work_width, height), Image.BILINEAR), np.float32)
+        resized = np.asarray(Image.fromarray(rgb).resize((self.work_width, height), Image.Resampling.BILINEAR),
+                             np.float32)
         normalised = (resized / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
         x = torch.from_numpy(normalised.transpose(2, 0, 1)[None].astype(np.float32)).to(self.device)
         maps = []

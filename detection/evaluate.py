@@ -66,7 +66,7 @@ def _shrink(array: np.ndarray, width: int, nearest: bool) -> np.ndarray:
     size = (width, max(1, round(h * width / w)))
     img = Image.fromarray(array.astype(np.uint8) * 255 if nearest else array.astype(np.float32),
                           mode="L" if nearest else "F")
-    out = np.asarray(img.resize(size, Image.NEAREST if nearest else Image.BILINEAR))
+    out = np.asarray(img.resize(size, Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR))
     return out > 127 if nearest else out
 
 

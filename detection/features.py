@@ -88,6 +88,8 @@ def _network(kind: str, weights: str | None, device: str):
         if key not in _EXTRACTORS:
             if kind == "random_conv":
                 _EXTRACTORS[key] = RandomConvExtractor(device=device)
+            elif weights is None:  # pragma: no cover - refused above
+                raise MulsenError(f"backbone {kind} needs weights")
             elif kind == "vit_base_patch8_224.dino":
                 _EXTRACTORS[key] = ViTExtractor(weights, device)
             else:
@@ -101,7 +103,8 @@ def image_features(image: np.ndarray, config: ImageFeatureConfig = ImageFeatureC
     h, w = image.shape[:2]
     if config.backbone == "raw_patches":  # weight-free baseline: the working image's raw 4x4 pixel blocks
         work_h = max(8, round(h * config.work_width / w))
-        resized = np.asarray(Image.fromarray(image).resize((config.work_width, work_h), Image.BILINEAR), np.float32)
+        resized = np.asarray(Image.fromarray(image).resize((config.work_width, work_h), Image.Resampling.BILINEAR),
+                             np.float32)
         resized = resized[..., None] if resized.ndim == 2 else resized
         s = config.stride
         rows, cols = work_h // s, config.work_width // s
@@ -111,7 +114,7 @@ def image_features(image: np.ndarray, config: ImageFeatureConfig = ImageFeatureC
         tokens, (rows, cols) = _network(config.backbone, config.weights, config.device)(image)
         return tokens, PatchGrid(rows, cols, (h, w))
     work_h = max(8, round(h * config.work_width / w))
-    resized = np.asarray(Image.fromarray(image).resize((config.work_width, work_h), Image.BILINEAR))
+    resized = np.asarray(Image.fromarray(image).resize((config.work_width, work_h), Image.Resampling.BILINEAR))
     chans = _channels(resized)
     feats = []
     for size in config.scales:
@@ -129,7 +132,7 @@ def upsample_scores(patch_scores: np.ndarray, grid: PatchGrid, sigma: float = 4.
     """Patch scores -> per-pixel anomaly map: bilinear upsampling, then Gaussian blur (sigma in pixels)."""
     low = Image.fromarray(patch_scores.reshape(grid.rows, grid.cols).astype(np.float32), mode="F")
     h, w = grid.image_shape
-    return gaussian_filter(np.asarray(low.resize((w, h), Image.BILINEAR)), sigma)
+    return gaussian_filter(np.asarray(low.resize((w, h), Image.Resampling.BILINEAR)), sigma)
 
 
 @dataclass(frozen=True)

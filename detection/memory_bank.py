@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -10,8 +12,9 @@ import numpy as np
 DEFAULT_MAX_BANK_SIZE = 10000  # 4 % of 100 full-size normals' patches: scoring time is linear in it
 DEFAULT_PROJECTION_DIM = 16  # dimensions the greedy coreset selection works in (random projection)
 
+faiss: Any
 try:
-    import faiss
+    faiss = importlib.import_module("faiss")
 except ImportError:  # pragma: no cover - faiss-cpu is a declared dependency of the detect extra
     faiss = None
 
@@ -75,7 +78,7 @@ class MemoryBank:
         self.features = np.ascontiguousarray(features, np.float32)
         self.mean = np.asarray(mean, np.float32)
         self.scale = np.asarray(scale, np.float32)
-        self._index = None
+        self._index: Any = None
         self._index_lock = threading.Lock()  # scoring runs on several threads; build the index once
 
     @classmethod

@@ -53,12 +53,9 @@ def aupro(masks: list[np.ndarray], maps: list[np.ndarray], fpr_limit: float = 0.
     if normal_scores.size == 0:
         return float("nan")
     thresholds = np.quantile(normal_scores, np.linspace(1, 1 - fpr_limit, steps))
-    fprs, pros = [], []
-    for t in thresholds:
-        fprs.append(float((normal_scores > t).mean()))
-        pros.append(float(np.mean([(maps[k][region] > t).mean() for k, region in regions])))
+    fprs = np.array([float((normal_scores > t).mean()) for t in thresholds])
+    pros = np.array([float(np.mean([(maps[k][region] > t).mean() for k, region in regions])) for t in thresholds])
     # PRO as a function of FPR: best overlap reachable at each FPR, held constant up to the limit
-    fprs, pros = np.asarray(fprs), np.asarray(pros)
     xs = np.unique(fprs)
     ys = np.maximum.accumulate(np.array([pros[fprs == x].max() for x in xs]))
     grid = np.linspace(0, fpr_limit, 301)

@@ -18,6 +18,7 @@ import re
 import select
 import sys
 import tty
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,7 +51,7 @@ class HeaterModel:
     last_seen: float = 0.0
     last_edge: tuple[float, bool] = (0.0, False)
     errors: list[int] = field(default_factory=list)
-    on_edge: object = None  # callable(t, on, power_pct, reason)
+    on_edge: Callable[[float, bool, float, str], None] | None = None
     _updated: float = 0.0
 
     # -- time evolution ---------------------------------------------------------------

@@ -41,20 +41,22 @@ class SimulatorProcess:
     def start(self) -> SimulatorProcess:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
                                                                           os.environ.get("PYTHONPATH")]))}
-        self.process = subprocess.Popen([sys.executable, "-m", self.module, *self.args], stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, env=env, start_new_session=True)
+        process = subprocess.Popen([sys.executable, "-m", self.module, *self.args], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, env=env, start_new_session=True)
+        self.process = process
+        assert process.stdout is not None and process.stderr is not None
         deadline = time.monotonic() + self.startup_s
         line = b""
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.process.stdout], [], [], 0.1)
+            ready, _, _ = select.select([process.stdout], [], [], 0.1)
             if ready:
-                line = self.process.stdout.readline()
+                line = process.stdout.readline()
                 break
-            if self.process.poll() is not None:
+            if process.poll() is not None:
                 break
         if not line.startswith(b"READY "):
-            err = self.process.stderr.read().decode(errors="replace").strip().splitlines() \
-                if self.process.poll() is not None else []
+            err = process.stderr.read().decode(errors="replace").strip().splitlines() \
+                if process.poll() is not None else []
             self.stop()
             raise MulsenError(f"simulator {self.module} did not start: {err[-1] if err else 'no READY line'}")
         self.endpoint = line[6:].decode().strip()
@@ -65,7 +67,7 @@ class SimulatorProcess:
 
     def kill(self) -> None:
         """Simulate a crash: SIGKILL, no clean shutdown."""
-        if self.alive():
+        if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
 

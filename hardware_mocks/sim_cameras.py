@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -78,6 +79,7 @@ class SimulatedCamera:
         self.pixel_format = pixel_format
         self.description = description
         self.name = transport.name
+        self.maps: Any = None  # the physics' answer (thermal maps), for tests and benchmarks
 
     def __enter__(self) -> SimulatedCamera:
         self.transport.__enter__()

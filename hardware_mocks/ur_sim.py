@@ -46,7 +46,7 @@ class ArmModel:
         self.joints = np.array(joints, float)
         self.tcp = np.zeros(6)
         self.digital_out = 0
-        self._motion = None  # (kind, start_time, duration, start, goal)
+        self._motion: tuple[str, float, float, np.ndarray, np.ndarray] | None = None  # kind, start, duration, from, to
 
     @property
     def pose(self) -> np.ndarray:
@@ -146,6 +146,7 @@ class ControllerServer:
                         self.client = None
 
     def _receive(self, now: float) -> None:
+        assert self.client is not None
         try:
             data = self.client.recv(65536)
         except OSError:

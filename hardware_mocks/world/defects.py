@@ -16,6 +16,7 @@ keeps "PC only" honest).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -122,6 +123,10 @@ def _choose_class(rng: np.random.Generator, proportions: dict[str, float]) -> st
     return names[int(rng.choice(len(names), p=weights / weights.sum()))]
 
 
+def _rgb(values: np.ndarray) -> tuple[float, float, float]:
+    return float(values[0]), float(values[1]), float(values[2])
+
+
 def sample_defect(rng: np.random.Generator, inside, half_extent: float, thermal_length_mm: float,
                   min_thickness, config: DefectConfig | None = None, kind: str | None = None) -> Defect:
     """Plant one defect on a part; ``inside(x, y)`` is the footprint, ``min_thickness(x, y)`` the height."""
@@ -142,12 +147,12 @@ def sample_defect(rng: np.random.Generator, inside, half_extent: float, thermal_
     thick = float(min_thickness(np.array([c[0]]), np.array([c[1]]))[0])
     depth = float(np.clip(rng.uniform(0.15, 0.45) * mu, 0.03, 0.5 * thick))
     wobble = (rng.uniform(0, 0.25), rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.1), rng.uniform(0, 2 * np.pi))
-    base = {"kind": kind, "visible_in": visible, "centre": (float(c[0]), float(c[1])),
+    base: dict[str, Any] = {"kind": kind, "visible_in": visible, "centre": (float(c[0]), float(c[1])),
             "angle": float(rng.uniform(0, np.pi)), "wobble": tuple(float(w) for w in wobble)}
-    dark = tuple(float(x) for x in rng.uniform(0.15, 0.4, 3))
+    dark = _rgb(rng.uniform(0.15, 0.4, 3))
     if kind == "color":
         tint = rng.uniform(0.3, 1.2, 3)
-        return Defect(**base, radius=s * rng.uniform(0.5, 1.2), colour=tuple(float(x) for x in tint),
+        return Defect(**base, radius=s * rng.uniform(0.5, 1.2), colour=_rgb(tint),
                       colour_mix=min(1.0, a * rng.uniform(0.5, 0.8)))
     if kind == "scratch":
         return Defect(**{**base, "wobble": (rng.uniform(0, 0.3), wobble[1], 0.0, 0.0)},
@@ -171,8 +176,8 @@ def sample_defect(rng: np.random.Generator, inside, half_extent: float, thermal_
         r = s * rng.uniform(0.9, 1.6)
         return Defect(**base, radius=r, ir_radius=r, depth_mm=depth, displacement_mm=a * rng.uniform(0.1, 0.25))
     if kind == "foreign_body":
-        tint = tuple(float(x) for x in rng.uniform(0.1, 0.9, 3))
-        return Defect(**base, radius=s * rng.uniform(0.4, 0.9), colour=tint, colour_mix=1.0,
+        body = _rgb(rng.uniform(0.1, 0.9, 3))
+        return Defect(**base, radius=s * rng.uniform(0.4, 0.9), colour=body, colour_mix=1.0,
                       displacement_mm=a * rng.uniform(0.15, 0.5))
     if kind == "broken":
         r = s * rng.uniform(0.8, 1.6)

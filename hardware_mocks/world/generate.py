@@ -118,7 +118,8 @@ def build_tasks(config: GenerationConfig) -> list[SampleTask]:
         base = [config.seed, c_index]
         kinds = planned_kinds(config.test_bad, config.defects.proportions,
                               np.random.default_rng([*base, 99]))
-        plan = [("train", None)] * config.train + [("test", None)] * config.test_good
+        plan: list[tuple[str, str | None]] = [("train", None)] * config.train
+        plan += [("test", None)] * config.test_good
         plan += [("test", k) for k in kinds]
         counters: dict[tuple[str, str | None], int] = {}
         for split, kind in plan:
@@ -141,8 +142,8 @@ def generate_dataset(out: str | Path, config: GenerationConfig, jobs: int = 1,
     counts = {"train": 0, "test_good": 0, "test_bad": 0, "visibility_changed": 0}
     pool = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else None
     try:
-        results = pool.map(render_sample, tasks, chunksize=2) if pool else map(render_sample, tasks)
-        results = progress(results, len(tasks)) if progress else results
+        rendered = pool.map(render_sample, tasks, chunksize=2) if pool else map(render_sample, tasks)
+        results = progress(rendered, len(tasks)) if progress else rendered
         for task, (content, planted) in zip(tasks, results, strict=True):
             labels = content.labels
             folder = "good"

@@ -72,10 +72,11 @@ class PartInstance:
     colour_gain: np.ndarray  # (3,) colour variation
     texture_seed: int
     light_gain: float
-    texture: np.ndarray = field(repr=False, default=None)  # (n, n) noise grid over the part bbox
+    texture: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0), np.float32))  # (n, n) noise
+
 
     def __post_init__(self) -> None:
-        if self.texture is None:
+        if self.texture.size == 0:  # drawn from texture_seed unless given
             rng = np.random.default_rng(self.texture_seed)
             from scipy.ndimage import gaussian_filter
 
@@ -88,8 +89,8 @@ class PartInstance:
         """Radius of a circle enclosing the footprint (for sampling and framing)."""
         s = self.spec.size_mm
         k = float(self.scale[:2].max())
-        return k * {"hexnut": s[0] / np.sqrt(3), "capsule": s[0] / 2, "disc": s[0], "plate": np.hypot(*s[:2]) / 2,
-                    "box": np.hypot(*s[:2]) / 2, "cylinder": np.hypot(s[0] / 2, s[1]),
+        return k * {"hexnut": s[0] / np.sqrt(3), "capsule": s[0] / 2, "disc": s[0], "plate": np.hypot(s[0], s[1]) / 2,
+                    "box": np.hypot(s[0], s[1]) / 2, "cylinder": np.hypot(s[0] / 2, s[1]),
                     "lblock": np.hypot(s[0] / 2, s[0] / 2 + s[1] / 2)}[self.spec.shape]
 
     def _local(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -138,6 +138,8 @@ class HeatingSchedule:
         return cls(frequency, float(t_on), power, t_stop)
 
     def edges(self, periods: int) -> list[tuple[float, bool]]:
+        if self.frequency_hz is None:
+            raise ValueError("the schedule's frequency is not known yet (one switch-on so far)")
         period = 1 / self.frequency_hz
         out = []
         for k in range(periods):

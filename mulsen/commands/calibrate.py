@@ -120,12 +120,12 @@ def _devices(args: argparse.Namespace, need_arm: bool, need_ir: bool, ir_views: 
             from mulsen.acquisition.bench import RealBench
             from mulsen.acquisition.camera import GenICamCamera
 
-            bench = RealBench.load(args.bench)
-            found["arm"] = stack.enter_context(connected_arm(bench.robot_host, bench.limits)) if need_arm else None
+            real = RealBench.load(args.bench)
+            found["arm"] = stack.enter_context(connected_arm(real.robot_host, real.limits)) if need_arm else None
             if need_arm:
-                found["rgb"] = stack.enter_context(GenICamCamera(bench.rgb_camera))
+                found["rgb"] = stack.enter_context(GenICamCamera(real.rgb_camera))
             if need_ir:
-                found["ir"] = stack.enter_context(GenICamCamera(bench.ir_camera))
+                found["ir"] = stack.enter_context(GenICamCamera(real.ir_camera))
         yield found
 
 

@@ -9,9 +9,10 @@ import json
 import signal
 from pathlib import Path
 
+from mulsen.acquisition.camera import Camera
 from mulsen.acquisition.lockin import FREQUENCY_RANGE_HZ
 from mulsen.acquisition.placement import NominalPlacement, Placement
-from mulsen.acquisition.session import SessionConfig
+from mulsen.acquisition.session import Bench, SessionConfig
 from mulsen.acquisition.thermography import LockInSettings
 from mulsen.core.atomic import atomic_folder
 from mulsen.core.errors import MulsenError
@@ -56,10 +57,10 @@ def _camera_config(args: argparse.Namespace, name: str):
     roi = None
     if args.roi:
         try:
-            roi = tuple(int(v) for v in args.roi.split(","))
-            assert len(roi) == 4
-        except (ValueError, AssertionError):
+            x, y, width, height = (int(v) for v in args.roi.split(","))
+        except ValueError:
             raise MulsenError(f"--roi {args.roi!r}: expected X,Y,WIDTH,HEIGHT") from None
+        roi = (x, y, width, height)
     return CameraConfig(name=name, cti=args.cti, serial_number=args.serial, model=args.model,
                         pixel_format=args.pixel_format, exposure_us=args.exposure_us, gain_db=args.gain_db,
                         roi=roi, timeout_s=args.timeout)
@@ -157,6 +158,7 @@ def _session(args: argparse.Namespace):
         placement = CalibratedPlacement.load(args.calibration)
     config = SessionConfig(lockin=_lockin_settings(args), arm_speed_m_s=args.arm_speed,
                            scan_timeout_s=args.scan_timeout, save_raw_ir=args.save_raw, placement=placement)
+    bench: Bench
     if args.sim:
         from mulsen.hardware_mocks.devices import SimBench
         from mulsen.hardware_mocks.sim_bench import SimulatedBench
@@ -239,6 +241,7 @@ def _rgb(args: argparse.Namespace) -> int:
     from mulsen.acquisition.camera import GenICamCamera
     from mulsen.acquisition.steps import record_rgb
 
+    camera: Camera
     if args.sim:
         from mulsen.hardware_mocks.devices import SimBench
         from mulsen.hardware_mocks.sim_cameras import rgb_camera
@@ -260,6 +263,7 @@ def _ir(args: argparse.Namespace) -> int:
     from mulsen.acquisition.steps import record_ir
 
     settings = _lockin_settings(args)
+    camera: Camera
     if args.sim:
         from mulsen.hardware_mocks.devices import SimBench
         from mulsen.hardware_mocks.sim_cameras import thermal_camera

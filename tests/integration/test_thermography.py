@@ -184,6 +184,7 @@ def test_killing_the_heater_mid_run_raises_and_leaves_no_output(heater_sim, tmp_
     assert not out.exists() and not list(tmp_path.glob(".capture*"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_heating_switches_off_and_writes_nothing(tmp_path: Path):
     state = tmp_path / "bench"
     out = tmp_path / "ir"
@@ -206,6 +207,7 @@ def test_ctrl_c_during_heating_switches_off_and_writes_nothing(tmp_path: Path):
             assert not heater.is_on()
 
 
+@pytest.mark.slow
 def test_capture_ir_command_writes_tagged_tiffs_and_the_mulsen_png(tmp_path: Path):
     import tifffile
 

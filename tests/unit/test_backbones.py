@@ -1,5 +1,7 @@
 """Pretrained backbones in pure torch: official weight layouts load strictly; features are deterministic."""
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ def _random_state(module, seed: int) -> dict:
             for k, v in module.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_vit_loads_the_timm_dino_layout_and_gives_28x28_tokens(tmp_path: Path):
     state = _random_state(vision_transformer(), 1)
     path = tmp_path / "vit_base_patch8_224.dino.pth"
@@ -89,6 +92,7 @@ def test_farthest_point_sampling_matches_the_definition():
         assert chosen[k] == np.argmax(distance)
 
 
+@pytest.mark.slow
 def test_the_detector_trains_with_pretrained_backbones(tmp_path: Path, small_dataset):
     from mulsen.dataset.reader import MulsenDataset
     from mulsen.detection.features import ImageFeatureConfig, PointFeatureConfig
@@ -105,6 +109,23 @@ def test_the_detector_trains_with_pretrained_backbones(tmp_path: Path, small_dat
                                                     if r.key.defect_type == "good"]  # five normal samples
     model = TripleADModel(category, config).fit(dataset.load, records)
     assert model.banks["rgb"].features.shape[1] == 768 and model.banks["pointcloud"].features.shape[1] == 1152
-    saved = model.save(tmp_path / "model")
+    saved = model.save(tmp_path / "models" / "model")
     loaded = TripleADModel.load(saved)
     assert loaded.config.image.backbone == "vit_base_patch8_224.dino"
+    # self-contained: the weights are referenced relative to the folder, with their hash
+    meta = json.loads((saved / "model.json").read_text())
+    assert meta["config"]["image"]["weights"] == "../../vit.pth" and len(meta["weights"]["image"]["sha256"]) == 64
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(tmp_path / "models", moved / "models")
+    shutil.copy(tmp_path / "vit.pth", moved / "vit.pth")
+    data = dataset.load(records[0])
+    again = TripleADModel.load(moved / "models" / "model")
+    assert again.config.image.weights == str((moved / "vit.pth").resolve())
+    assert again.score(data)["rgb"].score == loaded.score(data)["rgb"].score
+    with open(moved / "vit.pth", "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(MulsenError, match="differs from the one the model was trained with"):
+        TripleADModel.load(moved / "models" / "model")
+    (moved / "vit.pth").unlink()
+    with pytest.raises(MulsenError, match=r"vit\.pth: weights file of the model .* not found"):
+        TripleADModel.load(moved / "models" / "model")

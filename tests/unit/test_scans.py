@@ -12,8 +12,7 @@ from mulsen.core.errors import DataFormatError, MulsenError
 from mulsen.dataset.scans import WRITE_FORMATS, read_scan, sniff_delimiter, write_scan
 from mulsen.hardware_mocks.scanner_sim import EXTENSIONS, export, scan_pair
 from mulsen.hardware_mocks.sim_cameras import BenchPart
-
-from .conftest import REAL_FIXTURES
+from tests.conftest import REAL_FIXTURES
 
 MESHES = REAL_FIXTURES / "mesh"
 BUNNY = REAL_FIXTURES / "pointcloud"

@@ -49,6 +49,7 @@ def test_movel_arrives_in_the_expected_time_with_the_exact_urscript(controller):
     assert _script(log) == ["movel(p[-0.588,-0.1175,0.25,3.141593,0.0,0.0], a=0.3, v=0.05, r=0)"]
 
 
+@pytest.mark.slow
 def test_movej_and_set_tcp_reach_their_targets(controller):
     _sim, host, log = controller
     with URArm(host) as arm:
@@ -80,6 +81,7 @@ def test_targets_outside_the_workspace_and_overspeed_are_refused_before_sending(
     assert not log.exists() or _script(log) == []
 
 
+@pytest.mark.slow
 def test_watchdog_fires_when_the_controller_drops_the_connection_mid_move(controller):
     sim, host, _ = controller
     limits = MotionLimits(call_timeout_s=1.0)

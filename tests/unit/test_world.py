@@ -33,6 +33,7 @@ def _digest(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_same_seed_gives_byte_identical_datasets(tmp_path: Path):
     config = GenerationConfig(categories=("nut", "capsule"), train=2, test_good=1, test_bad=3, seed=5)
     generate_dataset(tmp_path / "a", config, jobs=1)
@@ -43,6 +44,7 @@ def test_same_seed_gives_byte_identical_datasets(tmp_path: Path):
     assert _digest(tmp_path / "c") != {k: v for k, v in first.items() if "nut" in k}
 
 
+@pytest.mark.slow
 def test_generated_dataset_validates_and_shows_planted_proportions(tmp_path: Path):
     config = GenerationConfig(categories=("cube",), train=2, test_good=1, test_bad=25, seed=1)
     generate_dataset(tmp_path / "d", config)

@@ -29,8 +29,7 @@ from mulsen.dataset.records import Mesh
 from mulsen.hardware_mocks.world.parts import sample_part
 from mulsen.hardware_mocks.world.scanner import flip_transform, grid_spacing_for, part_mesh, partial_scan
 from mulsen.hardware_mocks.world.scene import Scene
-
-from .conftest import REAL_FIXTURES
+from tests.conftest import REAL_FIXTURES
 
 pytest.importorskip("open3d")
 LABELME = REAL_FIXTURES / "labelme"
@@ -49,6 +48,7 @@ def _block_scans(rng, top_vertices=1500, placement=None, noise_mm=0.03):
     return scan_a, scan_b, flip_transform(scene, float(mesh.vertices[:, 2].max()), placement)
 
 
+@pytest.mark.slow
 def test_alignment_recovers_the_flip_over_100_random_poses():
     # After a flip only the walls overlap, and the walls of this 5 mm block are a short lever for the
     # tilt: with 0.03 mm noise, 4.6k-point scans carry ~0.044° RMS of tilt uncertainty (Cramér-Rao,
@@ -249,6 +249,7 @@ def test_merge_command_gates_on_the_requested_overlap(tmp_path: Path, capsys):
     assert report["fitness"] >= 0.1 and (folder / "pointcloud.stl").exists()
 
 
+@pytest.mark.slow
 def test_build_pack_verify_round_trip_and_incremental_growth(tmp_path: Path, capsys):
     from mulsen.cli import main
     from mulsen.dataset.formats import read_labels_csv

@@ -20,8 +20,7 @@ from mulsen.hardware_mocks.world import sample_part
 from mulsen.hardware_mocks.world.defects import Defect
 from mulsen.hardware_mocks.world.scene import Scene, camera_for
 from mulsen.hardware_mocks.world.thermal import HeatingSchedule, render_ir_sequence, thermal_length_mm, thermal_maps
-
-from .conftest import REAL_FIXTURES
+from tests.conftest import REAL_FIXTURES
 
 IRBIS = REAL_FIXTURES / "thermal" / "lockin_irbis"
 

@@ -165,6 +165,7 @@ def test_ir_to_rgb_homography_maps_points_and_masks():
         register_ir_rgb(np.zeros_like(ir_image), rgb_image, board)
 
 
+@pytest.mark.slow
 def test_calibrated_capture_centres_the_part_in_the_rgb_image(tmp_path: Path, capsys):
     pytest.importorskip("urx")
     from mulsen.cli import main

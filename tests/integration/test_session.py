@@ -48,6 +48,7 @@ def _triangles(vertices, faces):
     return np.sort(vertices[faces].reshape(-1, 9), axis=0)
 
 
+@pytest.mark.slow
 def test_a_simulated_capture_records_the_virtual_part(tmp_path: Path, bench):
     from mulsen.dataset.formats import read_rgb
     from mulsen.dataset.scans import read_scan
@@ -111,6 +112,7 @@ def _fault_at(step, action):
     return announce
 
 
+@pytest.mark.slow
 def test_controller_hangup_at_the_arm_step_then_resume(tmp_path: Path, bench):
     state, processes = bench
     request = SampleRequest("nut", "003", part=str(PART))
@@ -131,6 +133,7 @@ def test_controller_hangup_at_the_arm_step_then_resume(tmp_path: Path, bench):
     assert len(read_edge_log(state.heater_edge_log)) == edges_before  # the IR step was not heated twice
 
 
+@pytest.mark.slow
 def test_ctrl_c_and_disk_full_leave_no_sample_and_the_heater_off(tmp_path: Path, bench, monkeypatch):
     state, _ = bench
 
@@ -154,6 +157,7 @@ def test_ctrl_c_and_disk_full_leave_no_sample_and_the_heater_off(tmp_path: Path,
     assert (tmp_path / "captures/nut/005/capture.json").exists()
 
 
+@pytest.mark.slow
 def test_a_dead_scanner_times_out_and_a_dead_heater_is_reported(tmp_path: Path, bench):
     state, processes = bench
     with pytest.raises(MulsenError, match="0 of 2 scans appeared within 1 s"):
@@ -165,6 +169,7 @@ def test_a_dead_scanner_times_out_and_a_dead_heater_is_reported(tmp_path: Path, 
     assert not (tmp_path / "captures/nut/007").exists()
 
 
+@pytest.mark.slow
 def test_batch_command_captures_a_plan_and_resumes(tmp_path: Path, bench, capsys):
     from mulsen.cli import main
 
