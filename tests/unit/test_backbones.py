@@ -60,6 +60,7 @@ def test_wrong_or_missing_weights_are_refused_by_name(tmp_path: Path):
         image_features(np.zeros((8, 8, 3), np.uint8), ImageFeatureConfig(backbone="vit_base_patch8_224.dino"))
 
 
+@pytest.mark.slow
 def test_point_mae_loads_the_official_checkpoint_layout_and_is_deterministic(tmp_path: Path):
     encoder = _random_state(point_mae(), 3)
     official = {f"module.MAE_encoder.{k}": v for k, v in encoder.items()}
