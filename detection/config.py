@@ -62,9 +62,9 @@ class DetectorConfig:
     false_alarm_rate: float = 0.05
     seed: int = 0
     image: ImageFeatureConfig = field(default_factory=ImageFeatureConfig)
-    # IR's own extractor (None: the same as RGB). Raw pixel blocks suit IR's smooth amplitude defects best
-    # among the weight-free candidates (bench/README.md).
-    infrared: ImageFeatureConfig | None = field(default_factory=lambda: ImageFeatureConfig(backbone="raw_patches"))
+    # IR's own extractor (None: the same as RGB). The handcrafted descriptors are the default for both: raw
+    # pixel blocks did slightly better on upright parts but fall apart when parts turn (bench/README.md).
+    infrared: ImageFeatureConfig | None = None
     points: PointFeatureConfig = field(default_factory=PointFeatureConfig)
 
     def __post_init__(self) -> None:

@@ -27,6 +27,8 @@ class CategoryResult:
     category: str
     object_auroc: dict[str, float] = field(default_factory=dict)  # combination name -> AUROC (NaN: undefined)
     localisation: dict[str, dict[str, float]] = field(default_factory=dict)  # modality -> metric -> value
+    # a modality's own score against its own label column: defect samples it cannot see count as negatives
+    modality_auroc: dict[str, float] = field(default_factory=dict)
 
 
 def _json_number(value: float) -> float | None:
@@ -40,6 +42,7 @@ class CategoryEntry:
     category: str
     object_auroc: dict[str, float | None]
     localisation: dict[str, dict[str, float | None]]
+    modality_auroc: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,8 @@ class EvaluationResults(Record):
     def of(cls, results: list[CategoryResult]) -> EvaluationResults:
         return cls(tuple(CategoryEntry(r.category, {k: _json_number(v) for k, v in r.object_auroc.items()},
                                        {m: {k: _json_number(v) for k, v in metrics.items()}
-                                        for m, metrics in r.localisation.items()}) for r in results))
+                                        for m, metrics in r.localisation.items()},
+                                       {m: _json_number(v) for m, v in r.modality_auroc.items()}) for r in results))
 
 
 def _shrink(array: np.ndarray, width: int, nearest: bool) -> np.ndarray:
@@ -75,12 +79,15 @@ def evaluate_category(dataset: MulsenDataset, model: TripleADModel, combos: list
     records = dataset.records(model.category, Split.TEST)
     modalities = sorted({m for c in combos for m in c}, key=model.config.modalities.index)
     labels, scores = [], []
+    own_labels: dict[str, list[int]] = {m: [] for m in modalities}
     maps: dict[str, list[np.ndarray]] = {m: [] for m in modalities}
     masks: dict[str, list[np.ndarray]] = {m: [] for m in modalities}
     for rec in progress(records, len(records)) if progress else records:
         data = dataset.load(rec)
         result = model.score(data, tuple(modalities))
         labels.append(rec.labels.label_or)
+        for m in modalities:
+            own_labels[m].append(rec.labels.of(m))
         scores.append({m: r.score for m, r in result.items()})
         for m in modalities:
             gt = {"rgb": data.rgb_mask, "infrared": data.ir_mask, "pointcloud": data.pc_mask}[m]
@@ -95,6 +102,7 @@ def evaluate_category(dataset: MulsenDataset, model: TripleADModel, combos: list
         fused = [model.fuse(s, combo, fusion) for s in scores]
         out.object_auroc[combo_name(combo)] = auroc(y, np.array(fused))
     for m in modalities:
+        out.modality_auroc[SHORT[m]] = auroc(np.array(own_labels[m]), np.array([s[m] for s in scores]))
         flat_gt = np.concatenate([g.ravel() for g in masks[m]])
         flat_map = np.concatenate([a.ravel() for a in maps[m]])
         out.localisation[SHORT[m]] = {
@@ -114,6 +122,14 @@ def table5(results: list[CategoryResult]) -> str:
     names = list(results[0].object_auroc)
     rows = [[r.category] + [f"{r.object_auroc[n]:.3f}" for n in names] for r in results]
     rows.append(["mean"] + [f"{_mean([r.object_auroc[n] for r in results]):.3f}" for n in names])
+    return _format(["category", *names], rows)
+
+
+def modality_table(results: list[CategoryResult]) -> str:
+    """Modality-specific object AUROC: each modality's score against its own labels (what it can be held to)."""
+    names = list(results[0].modality_auroc)
+    rows = [[r.category] + [f"{r.modality_auroc[n]:.3f}" for n in names] for r in results]
+    rows.append(["mean"] + [f"{_mean([r.modality_auroc[n] for r in results]):.3f}" for n in names])
     return _format(["category", *names], rows)
 
 

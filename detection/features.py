@@ -137,13 +137,20 @@ def upsample_scores(patch_scores: np.ndarray, grid: PatchGrid, sigma: float = 4.
 
 @dataclass(frozen=True)
 class PointFeatureConfig:
-    """FPFH (open3d) on a voxel-downsampled cloud, radii in millimetres, two scales concatenated (default),
-    or the paper's Point-MAE (``backbone="point_mae"`` with a local ``weights`` file)."""
+    """FPFH (open3d) at ``max_points`` surface samples, two scales concatenated (default), or the paper's
+    Point-MAE (``backbone="point_mae"`` with a local ``weights`` file).
+
+    Nothing depends on the scanner frame, the mesh density or the part size: normals come from the mesh
+    faces (outward), samples are drawn by surface area in the mesh's own vertex order, and the radii are
+    multiples of the sample spacing ``sqrt(surface area / samples)``.
+    """
 
     max_points: int = 6000
-    normal_radius_mm: float = 0.8
-    feature_radii_mm: tuple[float, ...] = (1.2, 2.4)
+    normal_smoothing: int = 4  # rounds of face-normal averaging (vertex -> faces -> vertex)
+    feature_radii: tuple[float, ...] = (2.6, 5.2)  # in sample spacings
+    smoothing_neighbours: int = 8  # a centre's score is the mean over its nearest centres (1: none)
     max_nn: int = 100
+    normal_neighbours: int = 30  # for point clouds without faces only
     backbone: str = "fpfh"
     weights: str | None = None
     device: str = "cpu"
@@ -151,37 +158,99 @@ class PointFeatureConfig:
     def __post_init__(self) -> None:
         if self.backbone not in POINT_BACKBONES:
             raise ConfigError(f"unknown point backbone {self.backbone!r} (choices: {', '.join(POINT_BACKBONES)})")
-        if self.max_points < 16 or self.normal_radius_mm <= 0 or not self.feature_radii_mm \
-                or min(self.feature_radii_mm) <= 0 or self.max_nn < 1:
-            raise ConfigError("point features need max_points >= 16, positive radii and max_nn >= 1")
+        if self.max_points < 16 or not self.feature_radii or min(self.feature_radii) <= 0 or self.max_nn < 1 \
+                or self.normal_smoothing < 0 or self.smoothing_neighbours < 1 \
+                or self.normal_neighbours < 3:
+            raise ConfigError("point features need max_points >= 16, positive radii, max_nn >= 1 and at least 3 "
+                              "normal neighbours")
         _check_device(self.device)
 
 
 @dataclass(frozen=True)
 class PointGroups:
-    """Feature points (group centres) and, per mesh vertex, the index of its nearest centre."""
+    """Feature points (group centres) and, per mesh vertex, the index of its nearest centre; ``neighbours``
+    (P, k) are each centre's k nearest centres (itself first), over which its score is averaged."""
 
     centres: np.ndarray
     vertex_to_group: np.ndarray
+    neighbours: np.ndarray | None = None
+
+    def smooth(self, scores: np.ndarray) -> np.ndarray:
+        """Centre scores averaged over each centre's neighbours: a defect is a patch, not a point, and single
+        centres carry the sampling's noise."""
+        return scores if self.neighbours is None else scores[self.neighbours].mean(axis=1)
 
 
-def _downsample(vertices: np.ndarray, max_points: int) -> np.ndarray:
+def surface_samples(vertices: np.ndarray, faces: np.ndarray | None, count: int, smoothing: int = 2
+                    ) -> tuple[np.ndarray, np.ndarray, float]:
+    """(vertex indices, unit normals at them, sample spacing) of ``count`` vertices spread by surface area.
+
+    Frame-free by construction: normals from the faces' winding (outward), the choice made in the mesh's own
+    vertex order with a fixed seed, the spacing from the surface area. A cloud without faces gets normals
+    from its neighbours, turned away from its centroid, and uniform weights.
+    """
+    from scipy.spatial import cKDTree
+
+    from mulsen.dataset.meshio import smooth_vertex_normals, vertex_normals
+
+    n = len(vertices)
+    weight: np.ndarray
+    if faces is not None and len(faces):
+        # face normals averaged over a few rings (scanner noise makes single faces ragged); no PCA, so no
+        # sign to guess: a PCA normal turned by the faces flips where it lies across an edge
+        normals = smooth_vertex_normals(vertex_normals(vertices, faces), faces, smoothing)
+        tri = vertices[faces]
+        face_area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+        weight = np.bincount(faces.ravel(), np.repeat(face_area / 3, 3), minlength=n)
+        area = float(face_area.sum())
+    else:
+        normals = _cloud_normals(vertices)
+        weight = np.ones(n)
+        spacing = float(np.median(cKDTree(vertices).query(vertices, k=2)[0][:, 1]))
+        area = n * spacing ** 2
+    chosen = _spread(vertices, weight, count, area)
+    return chosen, normals[chosen], float(np.sqrt(area / max(len(chosen), 1)))
+
+
+def _spread(points: np.ndarray, weight: np.ndarray, count: int, area: float) -> np.ndarray:
+    """About ``count`` indices no two closer than 0.6 spacings: greedy Poisson-disk sampling over area-weighted
+    random candidates, taken in an order fixed by the seed and the vertex order. Only distances decide, so
+    the choice is the same in any frame; a plain random subset leaves holes and clumps that FPFH feels."""
+    from scipy.spatial import cKDTree
+
+    usable = int(np.count_nonzero(weight))
+    if usable <= count:  # a mesh no denser than the samples asked for: every vertex is a sample
+        return np.flatnonzero(weight)
+    candidates = np.random.default_rng(0).choice(len(points), min(usable, 3 * count), replace=False,
+                                                 p=weight / weight.sum())
+    radius = 0.6 * np.sqrt(area / max(count, 1))
+    neighbours = cKDTree(points[candidates]).query_ball_point(points[candidates], radius)
+    blocked = np.zeros(len(candidates), bool)
+    accepted = []
+    for i, near in enumerate(neighbours):
+        if not blocked[i]:
+            accepted.append(i)
+            blocked[near] = True
+            if len(accepted) == count:
+                break
+    return np.sort(candidates[accepted])
+
+
+def _cloud_normals(points: np.ndarray, neighbours: int = 30) -> np.ndarray:
+    """PCA normals of a faceless cloud, turned away from its centroid."""
     import open3d as o3d
 
-    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(vertices))
-    extent = np.ptp(vertices, axis=0)
-    voxel = max(float(np.sqrt(np.prod(np.sort(extent)[1:]) / max_points)), 1e-6)
-    for _ in range(8):
-        down = np.asarray(pcd.voxel_down_sample(voxel).points)
-        if len(down) <= max_points:
-            return down
-        voxel *= 1.25
-    return down
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(neighbours))
+    normals = np.asarray(cloud.normals)
+    flip = np.einsum("ij,ij->i", normals, points - points.mean(axis=0)) < 0
+    normals[flip] *= -1
+    return normals
 
 
-def point_features(vertices: np.ndarray, config: PointFeatureConfig = PointFeatureConfig()
-                   ) -> tuple[np.ndarray, PointGroups]:
-    """(P, 33 x scales) FPFH features at downsampled centres of a mesh's vertices (mm)."""
+def point_features(vertices: np.ndarray, config: PointFeatureConfig = PointFeatureConfig(),
+                   faces: np.ndarray | None = None) -> tuple[np.ndarray, PointGroups]:
+    """(P, 33 x scales) FPFH features at surface samples of a mesh (any length unit, any frame)."""
     import open3d as o3d
     from scipy.spatial import cKDTree
 
@@ -190,16 +259,19 @@ def point_features(vertices: np.ndarray, config: PointFeatureConfig = PointFeatu
         _, nearest = cKDTree(centres).query(vertices, k=1)
         return features, PointGroups(centres, nearest.astype(np.int64))
 
-    centred = vertices - vertices.mean(axis=0)
-    down = _downsample(centred, config.max_points)
+    centred = np.asarray(vertices, np.float64) - np.asarray(vertices, np.float64).mean(axis=0)
+    chosen, normals, spacing = surface_samples(centred, faces, config.max_points, config.normal_smoothing)
+    down = centred[chosen]
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(down))
-    pcd.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=config.normal_radius_mm, max_nn=30))
-    pcd.orient_normals_to_align_with_direction(np.array([0.0, 0.0, -1.0]))
+    pcd.normals = o3d.utility.Vector3dVector(normals)
     feats = []
-    for radius in config.feature_radii_mm:
+    for radius in config.feature_radii:
         fpfh = o3d.pipelines.registration.compute_fpfh_feature(
-            pcd, o3d.geometry.KDTreeSearchParamHybrid(radius=radius, max_nn=config.max_nn))
+            pcd, o3d.geometry.KDTreeSearchParamHybrid(radius=radius * spacing, max_nn=config.max_nn))
         data = np.asarray(fpfh.data).T
         feats.append(data / (data.sum(axis=1, keepdims=True) / 3 + 1e-9))  # three 11-bin histograms
-    _, nearest = cKDTree(down).query(centred, k=1)
-    return np.concatenate(feats, axis=1).astype(np.float32), PointGroups(down, nearest.astype(np.int64))
+    tree = cKDTree(down)
+    _, nearest = tree.query(centred, k=1)
+    _, neighbours = tree.query(down, k=min(config.smoothing_neighbours, len(down)))
+    return np.concatenate(feats, axis=1).astype(np.float32), PointGroups(
+        down, nearest.astype(np.int64), np.asarray(neighbours, np.int64).reshape(len(down), -1))

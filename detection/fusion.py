@@ -11,18 +11,27 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mulsen.core.errors import ConfigError
+from mulsen.core.errors import ConfigError, MulsenError
 
 from .config import FUSIONS, DetectorConfig
 
 
 def gate_weights(scores: np.ndarray) -> np.ndarray:
-    """Fit the paper's decision gating unit; its ``score_samples`` is ``x @ coef_``."""
+    """Fit the paper's decision gating unit on positive anomaly scores; its ``score_samples`` is ``x @ coef_``.
+
+    The one-class SVM separates the data from the origin, so it needs the scores as the paper feeds them:
+    positive (raw distances, here divided by their spread). On centred z-scores its optimum is w = 0 and on
+    negative ones w < 0, which ranks anomalies *below* normals; such fits are refused, never used.
+    """
     from sklearn.linear_model import SGDOneClassSVM
 
     svm = SGDOneClassSVM(nu=0.5, max_iter=1000, random_state=42)
     svm.fit(scores)
-    return np.asarray(svm.coef_, np.float64).ravel()
+    weights = np.asarray(svm.coef_, np.float64).ravel()
+    if not np.all(np.isfinite(weights)) or not np.all(weights > 1e-9 * np.abs(weights).max(initial=1.0)):
+        raise MulsenError(f"the decision gate fit is degenerate (weights {np.round(weights, 6).tolist()}, all must "
+                          "be positive): train with --fusion zmean, or with more held-out normals")
+    return weights
 
 
 @dataclass
@@ -61,8 +70,10 @@ class Calibration:
             return float(vec.mean())
         if fusion == "max":
             return float(vec.max())
-        if fusion == "gate":
-            return float(vec @ self.gate(combo, config))
+        if fusion == "gate":  # a positive weighting of the scores scaled by their held-out spread
+            idx = [self.modalities.index(m) for m in combo]
+            scaled = np.array([scores[m] for m in combo]) / self.norm_std[idx]
+            return float(scaled @ self.gate(combo, config))
         raise ConfigError(f"unknown fusion {fusion!r} (use {', '.join(FUSIONS)})")
 
     def gate(self, combo: tuple[str, ...], config: DetectorConfig) -> np.ndarray:
@@ -70,8 +81,7 @@ class Calibration:
         if combo not in self._gates:
             idx = [self.modalities.index(m) for m in combo]
             source = self.insample_scores if config.gate_fit == "paper" else self.holdout_scores
-            mean, std = self.norm_mean[idx], self.norm_std[idx]
-            self._gates[combo] = gate_weights((source[:, idx] - mean) / std)
+            self._gates[combo] = gate_weights(source[:, idx] / self.norm_std[idx])
         return self._gates[combo]
 
     def threshold(self, combo: tuple[str, ...], config: DetectorConfig, fusion: str | None = None,

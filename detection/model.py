@@ -53,6 +53,8 @@ class TripleADModel:
 
         try:
             self.banks, self.calibration = train_banks(load, records, self.config, progress, workers)
+            if self.config.fusion == "gate" and len(self.config.modalities) > 1:  # refuse a degenerate gate now
+                self.calibration.gate(self.config.modalities, self.config)
         except MulsenError as exc:
             raise MulsenError(f"{self.category}: {exc}") from None
         return self

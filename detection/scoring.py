@@ -30,7 +30,7 @@ def extract(modality: str, data: SampleData, config: DetectorConfig
     extractor = config.extractor(modality)
     if modality == "pointcloud":
         assert not isinstance(extractor, ImageFeatureConfig)
-        return point_features(data.mesh.vertices, extractor)
+        return point_features(data.mesh.vertices, extractor, data.mesh.faces)
     assert isinstance(extractor, ImageFeatureConfig)
     return image_features(data.rgb if modality == "rgb" else data.infrared, extractor)
 
@@ -43,6 +43,12 @@ def topk_mean(values: np.ndarray, k: int) -> float:
 def object_score(modality: str, patch_scores: np.ndarray, config: DetectorConfig) -> float:
     """A sample's score for one modality: the mean of its k largest patch scores."""
     return topk_mean(patch_scores, config.point_topk if modality == "pointcloud" else config.image_topk)
+
+
+def patch_scores(bank: MemoryBank, features: np.ndarray, geometry: PatchGrid | PointGroups) -> np.ndarray:
+    """Nearest-neighbour distance of every patch to the bank (point-cloud centres: averaged over neighbours)."""
+    patch = bank.score(features)
+    return geometry.smooth(patch) if isinstance(geometry, PointGroups) else patch
 
 
 def fit_bank(feature_sets: list[np.ndarray], config: DetectorConfig, index: int) -> MemoryBank:
@@ -59,7 +65,7 @@ def score_sample(banks: Mapping[str, MemoryBank], data: SampleData, config: Dete
         if m not in banks:
             raise MulsenError(f"the model has no {m} bank (has: {', '.join(banks)})")
         feats, geometry = extract(m, data, config)
-        patch = banks[m].score(feats)
+        patch = patch_scores(banks[m], feats, geometry)
         if isinstance(geometry, PointGroups):
             amap = patch[geometry.vertex_to_group]
         else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from mulsen.dataset.records import SampleData
 from .config import DetectorConfig
 from .fusion import Calibration
 from .memory_bank import MemoryBank
-from .scoring import extract, fit_bank, object_score
+from .scoring import extract, fit_bank, object_score, patch_scores
 
 WORKERS = 2  # loading and extraction release the GIL for most of their work (PIL, numpy, open3d, torch)
 INSAMPLE_DIAGNOSTIC = 20  # in-sample rows kept when the gate does not need them all
@@ -43,21 +43,21 @@ def train_banks(load: Callable[[T], SampleData], records: Sequence[T], config: D
     hold_idx, bank_idx = holdout_split(len(records), config)
     modalities = config.modalities
 
-    def extract_all(i: int) -> dict[str, np.ndarray]:
+    def extract_all(i: int) -> dict[str, tuple[np.ndarray, Any]]:
         data = load(records[i])
-        return {m: extract(m, data, config)[0] for m in modalities}
+        return {m: extract(m, data, config) for m in modalities}
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         extracted = pool.map(extract_all, list(bank_idx))
         bank_cache = list(progress(extracted, len(bank_idx)) if progress else extracted)
-    features = [[per[m] for per in bank_cache] for m in modalities]
+    features = [[per[m][0] for per in bank_cache] for m in modalities]
     with ThreadPoolExecutor(max_workers=workers) as pool:  # the greedy coreset is GEMV-bound
         built = pool.map(fit_bank, features, [config] * len(modalities), range(len(modalities)))
         banks = dict(zip(modalities, built, strict=True))
     del features
 
-    def row(per: dict[str, np.ndarray]) -> list[float]:
-        return [object_score(m, banks[m].score(per[m]), config) for m in modalities]
+    def row(per: dict[str, tuple[np.ndarray, Any]]) -> list[float]:
+        return [object_score(m, patch_scores(banks[m], *per[m]), config) for m in modalities]
 
     # In-sample scores: the paper's gate is fitted on all of them; otherwise a few are kept as a
     # diagnostic (how much lower than held-out scores they are), which is much cheaper.

@@ -13,7 +13,8 @@ import numpy as np
 from mulsen.acquisition.lockin import amplitude_to_gray
 from mulsen.core.atomic import atomic_write_text
 from mulsen.core.errors import MulsenError
-from mulsen.dataset.records import SampleContent
+from mulsen.core.geometry import apply_transform, rigid_transform, rotation_from_rotvec
+from mulsen.dataset.records import Mesh, SampleContent
 from mulsen.dataset.writer import PROVENANCE_DIR, DatasetWriter
 
 from .defects import DEFAULT_PROPORTIONS, VISIBILITY_CLASSES, DefectConfig, sample_defect
@@ -24,6 +25,30 @@ from .scene import Scene, camera_for
 from .thermal import thermal_maps
 
 TOP_VERTICES = {"small": 3000, "full": 40000}
+DIFFICULTIES = ("normal", "hard")
+
+
+@dataclass(frozen=True)
+class Nuisance:
+    """What a real bench varies and the normal preset holds fixed (the ``hard`` preset)."""
+
+    yaw_jitter_deg: float = 8.0  # in-plane rotation of the part on the bench (RGB and IR images)
+    pose_jitter_mm: float = 1.5
+    light_gain: float = 0.04  # exposure / lamp drift, relative
+    ir_gain: float = 0.0  # lock-in lamp power drift, relative
+    ir_glints: int = 0  # up to this many specular reflections in the IR amplitude image
+    scanner_tilt_deg: float = 0.0  # hand-held scanner: any yaw, up to this tilt, metres from its origin
+    density_range: tuple[float, float] = (1.0, 1.0)  # mesh vertex count relative to the nominal one
+    scale_range: float = 0.02  # part size tolerance, relative
+
+    @classmethod
+    def preset(cls, difficulty: str) -> Nuisance:
+        if difficulty == "normal":
+            return cls()
+        if difficulty == "hard":
+            return cls(yaw_jitter_deg=180.0, pose_jitter_mm=3.0, light_gain=0.10, ir_gain=0.05, ir_glints=2,
+                       scanner_tilt_deg=25.0, density_range=(0.5, 2.0), scale_range=0.03)
+        raise MulsenError(f"difficulty must be one of {', '.join(DIFFICULTIES)}, got {difficulty!r}")
 IR_AMPLITUDE_NOISE_K = 0.01  # residual lock-in noise after integrating a full heating run
 
 
@@ -36,6 +61,7 @@ class GenerationConfig:
     seed: int = 0
     size: str = "small"  # small: quarter-resolution images, ~6k-vertex meshes; full: published sizes
     defects: DefectConfig = field(default_factory=DefectConfig)
+    difficulty: str = "normal"  # hard: the nuisances of a real bench (see Nuisance)
 
     def __post_init__(self) -> None:
         unknown = set(self.categories) - set(CATEGORIES)
@@ -43,6 +69,7 @@ class GenerationConfig:
             raise MulsenError(f"unknown categories {sorted(unknown)} (available: {', '.join(CATEGORIES)})")
         if self.size not in TOP_VERTICES:
             raise MulsenError(f"size must be 'small' or 'full', got {self.size!r}")
+        Nuisance.preset(self.difficulty)
 
 
 @dataclass(frozen=True)
@@ -54,6 +81,7 @@ class SampleTask:
     seed: int
     size: str
     defects: DefectConfig
+    nuisance: Nuisance = field(default_factory=Nuisance)
 
 
 def planned_kinds(n_bad: int, proportions: dict[str, float], rng: np.random.Generator) -> list[str]:
@@ -73,9 +101,14 @@ def planned_kinds(n_bad: int, proportions: dict[str, float], rng: np.random.Gene
 
 
 def build_scene(category: str, defect_kind: str | None, rng: np.random.Generator,
-                defects: DefectConfig | None = None) -> Scene:
+                defects: DefectConfig | None = None, nuisance: Nuisance | None = None) -> Scene:
     """One part on the bench with (or without) one planted defect, drawn from ``rng``."""
-    part = sample_part(category, rng)
+    nuisance = nuisance or Nuisance()
+    if nuisance == Nuisance():  # the normal preset keeps its random stream (byte-identical datasets)
+        part = sample_part(category, rng)
+    else:
+        part = sample_part(category, rng, nuisance.pose_jitter_mm, nuisance.yaw_jitter_deg,
+                           nuisance.light_gain, nuisance.scale_range)
     planted = []
     if defect_kind is not None:
         planted.append(sample_defect(rng, part.inside, part.half_extent_mm, part.spec.thermal_length_mm,
@@ -86,15 +119,21 @@ def build_scene(category: str, defect_kind: str | None, rng: np.random.Generator
 def render_sample(task: SampleTask) -> tuple[SampleContent, dict]:
     """Render one sample's three modalities and its exact ground truth (pure, seeded)."""
     rng = np.random.default_rng(task.seed)
-    scene = build_scene(task.category, task.defect_kind, rng, task.defects)
+    scene = build_scene(task.category, task.defect_kind, rng, task.defects, task.nuisance)
+    extra = np.random.default_rng([task.seed, 7919])  # the nuisances' own stream
     part, defects = scene.part, scene.defects
     # The arm places the RGB camera above the part found in the IR image (within about a millimetre).
     rgb_centre = tuple(part.pose_xy_mm + rng.normal(0, 0.5, 2))
     rgb, rgb_mask = render_rgb(scene, camera_for("rgb", task.size, rgb_centre), rng)
     maps = thermal_maps(scene, camera_for("ir", task.size))
     amplitude = maps.amplitude + rng.normal(0, IR_AMPLITUDE_NOISE_K, maps.amplitude.shape)
-    mesh_part = part_mesh(scene, grid_spacing_for(scene, TOP_VERTICES[task.size]))
+    amplitude = ir_nuisance(amplitude, task.nuisance, extra)
+    low, high = task.nuisance.density_range
+    density = float(np.exp(extra.uniform(np.log(low), np.log(high)))) if high > low else low
+    mesh_part = part_mesh(scene, grid_spacing_for(scene, round(TOP_VERTICES[task.size] * density)))
     mesh = scan_mesh(scene, mesh_part, rng)
+    if task.nuisance.scanner_tilt_deg > 0:
+        mesh = Mesh(apply_transform(scanner_pose(task.nuisance.scanner_tilt_deg, extra), mesh.vertices), mesh.faces)
     content = SampleContent(
         rgb=rgb, infrared=amplitude_to_gray(amplitude), mesh=mesh,
         rgb_mask=rgb_mask if rgb_mask.any() else None,
@@ -112,6 +151,30 @@ def render_sample(task: SampleTask) -> tuple[SampleContent, dict]:
     return content, planted
 
 
+def ir_nuisance(amplitude: np.ndarray, nuisance: Nuisance, rng: np.random.Generator) -> np.ndarray:
+    """Lamp power drift (a gain) and specular glints (small saturating blobs on the part) in the IR amplitude."""
+    if nuisance.ir_gain == 0 and nuisance.ir_glints == 0:
+        return amplitude
+    out = amplitude * (1 + rng.uniform(-nuisance.ir_gain, nuisance.ir_gain))
+    on_part = np.argwhere(amplitude > 0.5 * np.percentile(amplitude, 99))
+    rows, cols = np.mgrid[: amplitude.shape[0], : amplitude.shape[1]]
+    for _ in range(int(rng.integers(0, nuisance.ir_glints + 1)) if len(on_part) else 0):
+        r, c = on_part[rng.integers(len(on_part))]
+        radius = rng.uniform(1.0, 2.5) * amplitude.shape[1] / 320
+        out = out + rng.uniform(0.3, 0.6) * amplitude.max() * np.exp(-((rows - r) ** 2 + (cols - c) ** 2)
+                                                                     / (2 * radius ** 2))
+    return out
+
+
+def scanner_pose(max_tilt_deg: float, rng: np.random.Generator) -> np.ndarray:
+    """Where a hand-held scanner leaves the part: any yaw about the part, up to ``max_tilt_deg`` tilt, the
+    frame's origin a few hundred millimetres to two metres away (a rigid transform in mm)."""
+    axis = np.r_[rng.normal(size=2), 0.0]
+    tilt = rotation_from_rotvec(axis / np.linalg.norm(axis) * np.radians(rng.uniform(0, max_tilt_deg)))
+    yaw = rotation_from_rotvec([0.0, 0.0, rng.uniform(-np.pi, np.pi)])
+    return rigid_transform(tilt @ yaw, rng.uniform([-400, -400, -300], [400, 400, 300]))
+
+
 def build_tasks(config: GenerationConfig) -> list[SampleTask]:
     tasks = []
     for c_index, category in enumerate(config.categories):
@@ -127,7 +190,8 @@ def build_tasks(config: GenerationConfig) -> list[SampleTask]:
             counters[(split, kind)] = i + 1
             code = sum(ord(ch) for ch in (kind or "good")) * 1000 + (0 if split == "train" else 1)
             seed = int(np.random.SeedSequence([*base, code, i]).generate_state(1)[0])
-            tasks.append(SampleTask(category, split, i, kind, seed, config.size, config.defects))
+            tasks.append(SampleTask(category, split, i, kind, seed, config.size, config.defects,
+                                    Nuisance.preset(config.difficulty)))
     return tasks
 
 

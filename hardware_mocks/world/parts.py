@@ -199,15 +199,15 @@ class PartInstance:
 
 
 def sample_part(category: str, rng: np.random.Generator, pose_jitter_mm: float = 1.5,
-                yaw_jitter_deg: float = 8.0) -> PartInstance:
+                yaw_jitter_deg: float = 8.0, light_jitter: float = 0.04, scale_jitter: float = 0.02) -> PartInstance:
     """A normal instance of a category: ±2% shape tolerance, colour/texture/lighting variation, bench pose."""
     spec = PART_SPECS[category] if category in PART_SPECS else REFERENCE_SPECS[category]
     return PartInstance(
         spec=spec,
-        scale=1 + rng.uniform(-0.02, 0.02, 3),
+        scale=1 + rng.uniform(-scale_jitter, scale_jitter, 3),
         pose_xy_mm=rng.uniform(-pose_jitter_mm, pose_jitter_mm, 2),
         yaw_rad=float(np.deg2rad(rng.uniform(-yaw_jitter_deg, yaw_jitter_deg))),
         colour_gain=1 + rng.uniform(-0.03, 0.03, 3),
         texture_seed=int(rng.integers(2**31)),
-        light_gain=float(1 + rng.uniform(-0.04, 0.04)),
+        light_gain=float(1 + rng.uniform(-light_jitter, light_jitter)),
     )

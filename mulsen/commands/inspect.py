@@ -43,9 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                       default="handcrafted", help="RGB/IR features: weight-free descriptors (default); raw pixel "
                       "blocks or a random conv stack (weight-free, for comparison); or the paper's DINO ViT-B/8")
     nets.add_argument("--image-weights", help="local weights file for the image backbone (.safetensors or .pth)")
-    nets.add_argument("--ir-backbone", choices=["auto", "handcrafted", "raw_patches", "random_conv"], default="auto",
-                      help="IR features: auto = raw pixel blocks with the weight-free default, else the image "
-                      "backbone (as in the paper)")
+    nets.add_argument("--ir-backbone", choices=["same", "handcrafted", "raw_patches", "random_conv"], default="same",
+                      help="IR features: same = the image backbone (default, as in the paper), or another one")
     nets.add_argument("--point-backbone", choices=["fpfh", "point_mae"], default="fpfh",
                       help="point features: FPFH (default, weight-free) or the paper's Point-MAE")
     nets.add_argument("--point-weights", help="local pointmae_pretrain.pth")
@@ -91,8 +90,8 @@ def _dataset(path: Path):
 def _ir_config(args: argparse.Namespace):
     from mulsen.detection.features import ImageFeatureConfig
 
-    if args.ir_backbone == "auto":
-        return ImageFeatureConfig(backbone="raw_patches") if args.image_backbone == "handcrafted" else None
+    if args.ir_backbone == "same":
+        return None
     return ImageFeatureConfig(backbone=args.ir_backbone)
 
 
@@ -124,7 +123,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from mulsen.detection.evaluate import evaluate_category, table5, table6, write_results
+    from mulsen.detection.evaluate import evaluate_category, modality_table, table5, table6, write_results
     from mulsen.detection.model import TripleADModel
 
     ds = _dataset(args.dataset)
@@ -136,6 +135,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         results.append(evaluate_category(ds, model, combos, args.fusion, progress=bar(f"evaluate {category}")))
     print("Object-level AUROC (single = raw score; dual/triple = fused)")
     print(table5(results))
+    print("\nModality-specific object AUROC (each modality against its own labels; defects it cannot see count "
+          "as normal)")
+    print(modality_table(results))
     print("\nLocalisation per modality")
     print(table6(results))
     if args.out:

@@ -32,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     ds.add_argument("--size", choices=["small", "full"], default="small",
                     help="small: 320x240 RGB, 160x120 IR, ~6k-vertex meshes (defaults 12/4/12 samples); "
                     "full: 1280x960, 640x480, ~80k vertices (defaults 90/10/30)")
+    ds.add_argument("--difficulty", choices=["normal", "hard"], default="normal",
+                    help="hard: what real benches vary and the normal preset holds fixed: any in-plane rotation, "
+                    "±10 %% exposure, ±5 %% IR lamp drift and glints, the mesh at any pose and up to 25° tilt in the "
+                    "scanner frame, 0.5-2x mesh density, ±3 %% part size")
     ds.add_argument("--defect-size", type=float, default=1.0, help="scale of defect sizes (1 = default)")
     ds.add_argument("--defect-amplitude", type=float, default=1.0, help="scale of defect contrast/depth")
     ds.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
@@ -77,7 +81,7 @@ def _dataset(args: argparse.Namespace) -> int:
         train=args.train if args.train is not None else defaults[0],
         test_good=args.test_good if args.test_good is not None else defaults[1],
         test_bad=args.test_bad if args.test_bad is not None else defaults[2],
-        seed=args.seed, size=args.size,
+        seed=args.seed, size=args.size, difficulty=args.difficulty,
         defects=DefectConfig(size_scale=args.defect_size, amplitude_scale=args.defect_amplitude))
     counts = generate_dataset(args.out, config, jobs=args.jobs, progress=bar("rendering samples"))
     print(f"wrote {args.out}: {counts['train']} train, {counts['test_good']} test good, "

@@ -158,3 +158,19 @@ def test_loading_refuses_a_different_modality_set(trained, tmp_path: Path):
     folder = rgb_only.save(tmp_path / "m")
     with pytest.raises(MulsenError, match="asked for rgb, infrared"):
         TripleADModel.load(folder, ("rgb", "infrared"))
+
+
+@pytest.mark.slow
+def test_modality_specific_auroc_holds_each_modality_to_its_own_labels(trained, tmp_path: Path):
+    from mulsen.detection.evaluate import EvaluationResults, evaluate_category, write_results
+
+    ds, model, _, _ = trained
+    result = evaluate_category(ds, model, all_combinations())
+    records = ds.records("cube", "test")
+    for m, name in (("rgb", "RGB"), ("infrared", "IR"), ("pointcloud", "PC")):
+        own = np.array([r.labels.of(m) for r in records])
+        scores = np.array([model.score(ds.load(r), (m,))[m].score for r in records])
+        assert result.modality_auroc[name] == pytest.approx(auroc(own, scores))
+    write_results([result], tmp_path)
+    saved = EvaluationResults.read(tmp_path / "results.json").categories[0]
+    assert saved.modality_auroc == pytest.approx(result.modality_auroc)

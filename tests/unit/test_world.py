@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from mulsen.core.errors import MulsenError
 from mulsen.dataset.meshio import vertex_normals
 from mulsen.dataset.reader import MulsenDataset
 from mulsen.dataset.stats import dataset_stats
@@ -195,3 +196,26 @@ def test_all_categories_render_with_plausible_scales():
         assert 10 < diag < 60
         assert 2000 < content.mesh.vertices[:, 2].mean() < 2100
         assert content.rgb.shape == (240, 320, 3) and content.infrared.shape == (120, 160)
+
+
+@pytest.mark.slow
+def test_the_hard_preset_varies_what_real_benches_vary(tmp_path: Path):
+    config = GenerationConfig(categories=("nut",), train=6, test_good=1, test_bad=3, seed=5, difficulty="hard")
+    generate_dataset(tmp_path / "d", config)
+    assert validate_dataset(tmp_path / "d").ok
+    ds = MulsenDataset(tmp_path / "d")
+    samples = [ds.load(r) for r in ds.records("nut", "train")]
+    centres = np.array([s.mesh.vertices.mean(axis=0) for s in samples])
+    counts = np.array([len(s.mesh.vertices) for s in samples])
+    assert np.ptp(centres, axis=0).max() > 100  # the scanner frame moves by hundreds of millimetres
+    assert counts.max() > 1.5 * counts.min()  # 0.5-2x mesh density
+    # the part turns in the image plane: its principal axis points in different directions
+    angles = []
+    for s in samples:
+        rows, cols = np.nonzero(s.infrared > 0.5 * s.infrared.max())
+        cov = np.cov(np.stack([cols, rows]))
+        vector = np.linalg.eigh(cov)[1][:, -1]
+        angles.append(np.degrees(np.arctan2(vector[1], vector[0])) % 180)
+    assert np.ptp(angles) > 30
+    with pytest.raises(MulsenError, match="difficulty must be one of normal, hard"):
+        GenerationConfig(difficulty="extreme")

@@ -1,0 +1,96 @@
+"""The point-cloud detector depends on the part, not on where the scanner left it or how densely it sampled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mulsen.core.geometry import apply_transform, rigid_transform, rotation_from_rotvec
+from mulsen.dataset.records import Mesh, ModalityLabels, SampleData, SampleKey, SampleRecord, Split
+from mulsen.detection.config import DetectorConfig
+from mulsen.detection.features import point_features
+from mulsen.detection.model import TripleADModel
+from mulsen.hardware_mocks.world.defects import DefectConfig
+from mulsen.hardware_mocks.world.generate import Nuisance, SampleTask, render_sample
+
+CONFIG = DetectorConfig(modalities=("pointcloud",), min_holdout=2, holdout_fraction=0.3)
+
+
+def _mesh(seed: int, defect: str | None = None) -> tuple[Mesh, np.ndarray]:
+    content, _ = render_sample(SampleTask("capsule", "test", 0, defect, seed, "small", DefectConfig()))
+    points = content.pc_anomalous_points
+    mask = np.zeros(len(content.mesh.vertices), bool)
+    if points is not None:
+        mask = np.isin(content.mesh.vertices.view([("", float)] * 3), points.view([("", float)] * 3)).ravel()
+    return content.mesh, mask
+
+
+def _data(mesh: Mesh) -> SampleData:
+    record = SampleRecord(SampleKey("capsule", Split.TEST, "good", 0), Path("rgb.png"), Path("ir.png"),
+                          Path("pc.stl"), ModalityLabels())
+    return SampleData(record, np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8), mesh,
+                      np.zeros((8, 8), bool), np.zeros((8, 8), bool), np.zeros(len(mesh.vertices), bool))
+
+
+def _random_pose(rng: np.random.Generator) -> np.ndarray:
+    axis = rng.normal(size=3)
+    rotation = rotation_from_rotvec(axis / np.linalg.norm(axis) * rng.uniform(0, np.pi))
+    return rigid_transform(rotation, rng.uniform(-2000, 2000, 3))  # metres away, like a hand-held scanner
+
+
+@pytest.fixture(scope="module")
+def model() -> TripleADModel:
+    normals = [_data(_mesh(seed)[0]) for seed in range(100, 107)]
+    return TripleADModel("capsule", CONFIG).fit(lambda data: data, normals)
+
+
+def test_point_features_are_the_same_in_any_scanner_frame():
+    mesh, _ = _mesh(1, "hole")
+    features, groups = point_features(mesh.vertices, CONFIG.points, mesh.faces)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        moved = apply_transform(_random_pose(rng), mesh.vertices)
+        again, regrouped = point_features(moved, CONFIG.points, mesh.faces)
+        np.testing.assert_array_equal(regrouped.vertex_to_group, groups.vertex_to_group)
+        np.testing.assert_allclose(again, features, atol=2e-4)
+
+
+@pytest.mark.slow
+def test_scores_and_vertex_ranking_survive_any_rigid_transform(model: TripleADModel):
+    mesh, mask = _mesh(2, "hole")
+    assert mask.any()
+    reference = model.score(_data(mesh))["pointcloud"]
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        moved = Mesh(apply_transform(_random_pose(rng), mesh.vertices), mesh.faces)
+        result = model.score(_data(moved))["pointcloud"]
+        assert result.score == pytest.approx(reference.score, rel=1e-3)
+        order = np.argsort(-reference.anomaly_map, kind="stable")[:200]
+        assert np.array_equal(np.argsort(-result.anomaly_map, kind="stable")[:200], order)
+    # and the planted defect is where the map is highest
+    assert reference.anomaly_map[mask].mean() > 2 * reference.anomaly_map[~mask].mean()
+
+
+def test_point_features_do_not_depend_on_the_part_size():
+    mesh, _ = _mesh(3, "hole")
+    features, groups = point_features(mesh.vertices, CONFIG.points, mesh.faces)
+    for factor in (0.4, 3.0):  # a 10 mm and a 100 mm version of the same part
+        again, regrouped = point_features(mesh.vertices * factor, CONFIG.points, mesh.faces)
+        np.testing.assert_array_equal(regrouped.vertex_to_group, groups.vertex_to_group)
+        np.testing.assert_allclose(again, features, atol=2e-4)
+
+
+@pytest.mark.slow
+def test_half_and_double_mesh_density_keep_normals_below_anomalies(model: TripleADModel):
+    for density in (0.5, 2.0):
+        nuisance = Nuisance(density_range=(density, density))
+        scores = {}
+        # local geometric defects; broad bends and squeezes are beyond local features at any density
+        for seed, defect in ((20, None), (21, None), (22, None), (23, "hole"), (24, "broken"), (26, "hole")):
+            content, _ = render_sample(SampleTask("capsule", "test", 0, defect, seed, "small", DefectConfig(),
+                                                  nuisance))
+            scores[(seed, defect)] = model.score(_data(content.mesh))["pointcloud"].score
+        normal = max(v for (_, d), v in scores.items() if d is None)
+        assert min(v for (_, d), v in scores.items() if d is not None) > normal, (density, scores)
