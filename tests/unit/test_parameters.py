@@ -85,9 +85,11 @@ def test_max_bank_size_caps_every_bank(tmp_path: Path):
 def test_a_saved_device_is_overridden_on_load(small_dataset: Path, tmp_path: Path):
     ds = MulsenDataset(small_dataset)
     records = ds.records("capsule", "train") + [r for r in ds.records("capsule", "test") if r.key.defect_type == "good"]
-    folder = TripleADModel("capsule", DetectorConfig(modalities=("rgb",))).fit(ds.load, records).save(tmp_path / "m")
+    config = DetectorConfig(modalities=("rgb",), infrared=ImageFeatureConfig(backbone="raw_patches"))
+    folder = TripleADModel("capsule", config).fit(ds.load, records).save(tmp_path / "m")
     meta = json.loads((folder / "model.json").read_text())
-    meta["config"]["image"]["device"] = "cuda:1"  # as if trained on another machine's GPU
+    for extractor in ("image", "infrared"):  # as if trained on another machine's GPU
+        meta["config"][extractor]["device"] = "cuda:1"
     (folder / "model.json").write_text(json.dumps(meta))
     assert TripleADModel.load(folder).config.image.device == "cuda:1"
     loaded = TripleADModel.load(folder, device="cpu")
