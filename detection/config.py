@@ -62,9 +62,10 @@ class DetectorConfig:
     false_alarm_rate: float = 0.05
     seed: int = 0
     image: ImageFeatureConfig = field(default_factory=ImageFeatureConfig)
-    # IR's own extractor (None: the same as RGB). The handcrafted descriptors are the default for both: raw
-    # pixel blocks did slightly better on upright parts but fall apart when parts turn (bench/README.md).
-    infrared: ImageFeatureConfig | None = None
+    # IR's own extractor (None: the same as RGB). The handcrafted descriptors are the default for both (raw
+    # pixel blocks did slightly better on upright parts but fall apart when parts turn), IR with specular
+    # glints filtered out first (bench/README.md).
+    infrared: ImageFeatureConfig | None = field(default_factory=lambda: ImageFeatureConfig(glint_filter=0.03))
     points: PointFeatureConfig = field(default_factory=PointFeatureConfig)
 
     def __post_init__(self) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import gaussian_filter, uniform_filter
+from scipy.ndimage import gaussian_filter, grey_opening, uniform_filter
 
 from mulsen.core.errors import ConfigError
 
@@ -31,8 +31,14 @@ class ImageFeatureConfig:
     backbone: str = "handcrafted"
     weights: str | None = None
     device: str = "cpu"
+    # grey opening (a min then a max filter) this wide, as a share of the image width (0: none): removes
+    # specular glints, bright spots smaller than any subsurface defect lock-in thermography resolves (heat
+    # spreads those over the thermal length); a median filter did as well but costs 1.6 s at 640x480
+    glint_filter: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.glint_filter < 0.2:
+            raise ConfigError(f"glint filter width must be in [0, 0.2) of the image width, got {self.glint_filter:g}")
         if self.backbone not in IMAGE_BACKBONES:
             raise ConfigError(f"unknown image backbone {self.backbone!r} (choices: {', '.join(IMAGE_BACKBONES)})")
         if self.work_width < 16 or self.stride < 1 or not self.scales or min(self.scales) < 1:
@@ -101,6 +107,9 @@ def image_features(image: np.ndarray, config: ImageFeatureConfig = ImageFeatureC
                    ) -> tuple[np.ndarray, PatchGrid]:
     """(P, D) patch features of an RGB (H, W, 3) or gray (H, W) uint8 image."""
     h, w = image.shape[:2]
+    if config.glint_filter > 0:  # before any resampling: a downsized glint is smeared, not removed
+        size = max(3, 2 * round(config.glint_filter * w / 2) + 1)
+        image = grey_opening(image, size=(size, size, 1)[: image.ndim])
     if config.backbone == "raw_patches":  # weight-free baseline: the working image's raw 4x4 pixel blocks
         work_h = max(8, round(h * config.work_width / w))
         resized = np.asarray(Image.fromarray(image).resize((config.work_width, work_h), Image.Resampling.BILINEAR),

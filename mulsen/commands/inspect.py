@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                       "blocks or a random conv stack (weight-free, for comparison); or the paper's DINO ViT-B/8")
     nets.add_argument("--image-weights", help="local weights file for the image backbone (.safetensors or .pth)")
     nets.add_argument("--ir-backbone", choices=["same", "handcrafted", "raw_patches", "random_conv"], default="same",
-                      help="IR features: same = the image backbone (default, as in the paper), or another one")
+                      help="IR features: same = the image backbone (default, as in the paper; the weight-free one with "
+                      "specular glints filtered out), or another one")
     nets.add_argument("--point-backbone", choices=["fpfh", "point_mae"], default="fpfh",
                       help="point features: FPFH (default, weight-free) or the paper's Point-MAE")
     nets.add_argument("--point-weights", help="local pointmae_pretrain.pth")
@@ -91,7 +92,7 @@ def _ir_config(args: argparse.Namespace):
     from mulsen.detection.features import ImageFeatureConfig
 
     if args.ir_backbone == "same":
-        return None
+        return DetectorConfig().infrared if args.image_backbone == "handcrafted" else None
     return ImageFeatureConfig(backbone=args.ir_backbone)
 
 

@@ -94,3 +94,19 @@ def test_half_and_double_mesh_density_keep_normals_below_anomalies(model: Triple
             scores[(seed, defect)] = model.score(_data(content.mesh))["pointcloud"].score
         normal = max(v for (_, d), v in scores.items() if d is None)
         assert min(v for (_, d), v in scores.items() if d is not None) > normal, (density, scores)
+
+
+def test_ir_glints_are_filtered_out_but_defect_sized_spots_are_not():
+    from mulsen.detection.features import ImageFeatureConfig, image_features
+
+    base = np.full((120, 160), 40, np.uint8)
+    base[30:90, 30:130] = 160  # the heated part
+    rows, cols = np.mgrid[:120, :160]
+    glint, defect = base.copy(), base.copy()
+    glint[(rows - 60) ** 2 + (cols - 80) ** 2 <= 2] = 255  # a specular reflection, about 3 px across
+    defect[(rows - 60) ** 2 + (cols - 80) ** 2 <= 100] = 200  # a subsurface defect, 20 px across
+    filtered, plain = ImageFeatureConfig(glint_filter=0.03), ImageFeatureConfig()
+    assert np.abs(image_features(glint, filtered)[0] - image_features(base, filtered)[0]).max() == 0
+    assert np.abs(image_features(glint, plain)[0] - image_features(base, plain)[0]).max() > 0.05
+    assert np.abs(image_features(defect, filtered)[0] - image_features(base, filtered)[0]).max() > 0.05
+    assert DetectorConfig().extractor("infrared") == filtered
