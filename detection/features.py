@@ -190,8 +190,8 @@ class PointGroups:
         return scores if self.neighbours is None else scores[self.neighbours].mean(axis=1)
 
 
-def surface_samples(vertices: np.ndarray, faces: np.ndarray | None, count: int, smoothing: int = 2
-                    ) -> tuple[np.ndarray, np.ndarray, float]:
+def surface_samples(vertices: np.ndarray, faces: np.ndarray | None, count: int, smoothing: int = 4,
+                    neighbours: int = 30) -> tuple[np.ndarray, np.ndarray, float]:
     """(vertex indices, unit normals at them, sample spacing) of ``count`` vertices spread by surface area.
 
     Frame-free by construction: normals from the faces' winding (outward), the choice made in the mesh's own
@@ -213,10 +213,13 @@ def surface_samples(vertices: np.ndarray, faces: np.ndarray | None, count: int, 
         weight = np.bincount(faces.ravel(), np.repeat(face_area / 3, 3), minlength=n)
         area = float(face_area.sum())
     else:
-        normals = _cloud_normals(vertices)
+        normals = _cloud_normals(vertices, neighbours)
         weight = np.ones(n)
-        spacing = float(np.median(cKDTree(vertices).query(vertices, k=2)[0][:, 1]))
-        area = n * spacing ** 2
+        # area from the local density: k neighbours within r_k cover pi r_k^2 (the nearest-neighbour distance
+        # alone underestimates a random cloud's area by ~4x)
+        k = min(8, n - 1)
+        r_k = float(np.median(cKDTree(vertices).query(vertices, k=k + 1)[0][:, k]))
+        area = n * np.pi * r_k ** 2 / k
     chosen = _spread(vertices, weight, count, area)
     return chosen, normals[chosen], float(np.sqrt(area / max(len(chosen), 1)))
 
@@ -245,7 +248,7 @@ def _spread(points: np.ndarray, weight: np.ndarray, count: int, area: float) -> 
     return np.sort(candidates[accepted])
 
 
-def _cloud_normals(points: np.ndarray, neighbours: int = 30) -> np.ndarray:
+def _cloud_normals(points: np.ndarray, neighbours: int) -> np.ndarray:
     """PCA normals of a faceless cloud, turned away from its centroid."""
     import open3d as o3d
 
@@ -269,7 +272,8 @@ def point_features(vertices: np.ndarray, config: PointFeatureConfig = PointFeatu
         return features, PointGroups(centres, nearest.astype(np.int64))
 
     centred = np.asarray(vertices, np.float64) - np.asarray(vertices, np.float64).mean(axis=0)
-    chosen, normals, spacing = surface_samples(centred, faces, config.max_points, config.normal_smoothing)
+    chosen, normals, spacing = surface_samples(centred, faces, config.max_points, config.normal_smoothing,
+                                               config.normal_neighbours)
     down = centred[chosen]
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(down))
     pcd.normals = o3d.utility.Vector3dVector(normals)

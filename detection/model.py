@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from mulsen.core.errors import MulsenError
 from mulsen.dataset.records import SampleData
 
 from .config import (
@@ -49,8 +50,6 @@ class TripleADModel:
     def fit(self, load: Callable[[Any], SampleData], records: Sequence[Any], progress: Progress | None = None,
             workers: int = WORKERS) -> TripleADModel:
         """Build the banks from most training normals, calibrate on the held-out rest."""
-        from mulsen.core.errors import MulsenError
-
         try:
             self.banks, self.calibration = train_banks(load, records, self.config, progress, workers)
             if self.config.fusion == "gate" and len(self.config.modalities) > 1:  # refuse a degenerate gate now

@@ -81,7 +81,7 @@ def _portable(extractor, folder: Path, name: str, weights: dict[str, WeightsFile
     return dataclasses.replace(extractor, weights=relative)
 
 
-def _resolved(extractor, folder: Path, name: str, record: ModelRecord, device: str | None, verify: bool):
+def _resolved(extractor, folder: Path, name: str, record: ModelRecord, device: str | None):
     if extractor is None:
         return None
     changes: dict[str, object] = {}
@@ -95,7 +95,7 @@ def _resolved(extractor, folder: Path, name: str, record: ModelRecord, device: s
         if not path.is_file():
             raise MulsenError(f"{path}: weights file of the model in {folder} not found (keep it at "
                               f"{extractor.weights} relative to the model folder)")
-        if verify and sha256_file(path) != entry.sha256:
+        if sha256_file(path) != entry.sha256:
             raise MulsenError(f"{path}: weights file differs from the one the model was trained with (SHA-256)")
         changes["weights"] = str(path)
     return dataclasses.replace(extractor, **changes) if changes else extractor
@@ -141,9 +141,9 @@ def load_model(folder: str | Path, modalities: tuple[str, ...] | None = None, de
         raise MulsenError(f"{arrays}: unreadable or tampered model file (SHA-256 differs from {MODEL_FILE})")
     config = record.config
     config = dataclasses.replace(
-        config, image=_resolved(config.image, folder, "image", record, device, True),
-        infrared=_resolved(config.infrared, folder, "infrared", record, device, True),
-        points=_resolved(config.points, folder, "points", record, device, True))
+        config, image=_resolved(config.image, folder, "image", record, device),
+        infrared=_resolved(config.infrared, folder, "infrared", record, device),
+        points=_resolved(config.points, folder, "points", record, device))
     if modalities and not set(modalities) <= set(config.modalities):
         raise MulsenError(f"{folder / MODEL_FILE}: model has modalities {', '.join(config.modalities)}, "
                           f"asked for {', '.join(modalities)}")

@@ -110,3 +110,15 @@ def test_ir_glints_are_filtered_out_but_defect_sized_spots_are_not():
     assert np.abs(image_features(glint, plain)[0] - image_features(base, plain)[0]).max() > 0.05
     assert np.abs(image_features(defect, filtered)[0] - image_features(base, filtered)[0]).max() > 0.05
     assert DetectorConfig().extractor("infrared") == filtered
+
+
+def test_a_cloud_without_faces_gets_outward_normals_and_uniform_samples():
+    from mulsen.detection.features import surface_samples
+
+    rng = np.random.default_rng(4)
+    points = rng.normal(size=(4000, 3))
+    points = 20 * points / np.linalg.norm(points, axis=1, keepdims=True) + [5.0, -3.0, 2000.0]  # a sphere, r 20
+    chosen, normals, spacing = surface_samples(points - points.mean(axis=0), None, 1000)
+    radial = (points[chosen] - points.mean(axis=0)) / 20
+    assert np.einsum("ij,ij->i", normals, radial).min() > 0.95  # outward, from 30 neighbours each
+    assert len(chosen) == 1000 and spacing == pytest.approx(np.sqrt(4 * np.pi * 400 / 1000), rel=0.15)
