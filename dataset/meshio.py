@@ -26,12 +26,24 @@ _ASCII_VERTEX = re.compile(rb"vertex\s+(\S+)\s+(\S+)\s+(\S+)")
 def dedup_vertices(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Merge equal vertices keeping first-occurrence order; return (unique vertices, index per corner)."""
     corners = np.ascontiguousarray(corners) + 0.0  # folds -0.0 into 0.0, as value equality does
-    row_view = corners.view(np.dtype((np.void, corners.dtype.itemsize * 3))).ravel()
-    _, first, inverse = np.unique(row_view, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")  # unique rows sorted by where they first appear
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    return corners[first[order]], rank[inverse.ravel()]
+    if corners.dtype == np.float32 and len(corners):
+        # two integer keys per corner (x|y bits, z bits) sorted stably: ~2x faster than np.unique on
+        # 12-byte void rows, and the first of each run of equal keys is that vertex's first occurrence
+        bits = corners.view(np.uint32).astype(np.uint64)
+        high, low = (bits[:, 0] << np.uint64(32)) | bits[:, 1], bits[:, 2]
+        order = np.lexsort((low, high))
+        starts = np.ones(len(order), bool)
+        starts[1:] = (np.diff(high[order]) != 0) | (np.diff(low[order]) != 0)
+        first = order[starts]
+        inverse = np.empty(len(order), np.int64)
+        inverse[order] = np.cumsum(starts) - 1
+    else:
+        row_view = corners.view(np.dtype((np.void, corners.dtype.itemsize * 3))).ravel()
+        _, first, inverse = np.unique(row_view, return_index=True, return_inverse=True)
+    by_appearance = np.argsort(first, kind="stable")  # unique rows sorted by where they first appear
+    rank = np.empty_like(by_appearance)
+    rank[by_appearance] = np.arange(by_appearance.size)
+    return corners[first[by_appearance]], rank[inverse.ravel()]
 
 
 def _parse_binary(path: Path, data: bytes, count: int) -> np.ndarray:
@@ -140,6 +152,15 @@ def smooth_vertex_normals(normals: np.ndarray, faces: np.ndarray, rounds: int, m
     away while edges and rims stay sharp.
     """
     corners = np.asarray(faces, np.int64).reshape(-1)
+    if max_angle_deg >= 180.0 and rounds:  # every face votes: two sparse products per round, ~10x faster
+        from scipy.sparse import csr_matrix
+
+        incidence = csr_matrix((np.ones(corners.size), (corners, np.repeat(np.arange(len(faces)), 3))),
+                               shape=(len(normals), len(faces)))
+        to_faces = incidence.T.tocsr()
+        for _ in range(rounds):
+            normals = _unit(incidence @ _unit(to_faces @ normals) + normals)
+        return normals
     cos_limit = np.cos(np.radians(max_angle_deg))
     for _ in range(rounds):
         votes = np.repeat(_unit(normals[faces].sum(axis=1)), 3, axis=0)

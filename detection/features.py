@@ -236,13 +236,16 @@ def _spread(points: np.ndarray, weight: np.ndarray, count: int, area: float) -> 
     candidates = np.random.default_rng(0).choice(len(points), min(usable, 3 * count), replace=False,
                                                  p=weight / weight.sum())
     radius = 0.6 * np.sqrt(area / max(count, 1))
-    neighbours = cKDTree(points[candidates]).query_ball_point(points[candidates], radius)
+    # each close pair once, (earlier, later) in candidate order: a candidate only ever blocks later ones
+    pairs = np.sort(cKDTree(points[candidates]).query_pairs(radius, output_type="ndarray"), axis=1)
+    pairs = pairs[np.argsort(pairs[:, 0], kind="stable")]
+    starts = np.searchsorted(pairs[:, 0], np.arange(len(candidates) + 1))
     blocked = np.zeros(len(candidates), bool)
     accepted = []
-    for i, near in enumerate(neighbours):
+    for i in range(len(candidates)):
         if not blocked[i]:
             accepted.append(i)
-            blocked[near] = True
+            blocked[pairs[starts[i]:starts[i + 1], 1]] = True
             if len(accepted) == count:
                 break
     return np.sort(candidates[accepted])

@@ -24,7 +24,13 @@ Roles and their commands:
   everyone          mulsen demo                         the end-to-end demo on the simulators
 
 Run 'mulsen COMMAND --help' for the details of each command.
+
+Exit status: 0 success; 1 the data were checked and found invalid (validate, verify); 2 an expected
+error (bad input, bad usage, a device problem), reported in one line; 3 an internal error, reported
+in one line (run again with --debug for the traceback, and please report it); 130 interrupted.
 """
+
+EXIT_OK, EXIT_INVALID, EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"mulsen {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an internal error (exit status 3) instead of one line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from mulsen.commands.calibrate import register as register_calibration
     from mulsen.commands.capture import register as register_capture
@@ -52,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted after the subcommand too, where a user types it on a rerun
+    args = parser.parse_args([a for a in argv if a != "--debug"])
+    args.debug = debug
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "handler", None):
@@ -61,11 +72,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except MulsenError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        if args.debug:
+            raise
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug of ours: one line, the traceback only on request
+        if args.debug:
+            raise
+        print(f"internal error: {type(exc).__name__}: {_one_line(exc)} (run again with --debug for the "
+              f"traceback and please report it)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":
