@@ -10,6 +10,7 @@ into their box, later shapes over earlier ones). Every LabelMe version from the 
 from __future__ import annotations
 
 import base64
+import binascii
 import io
 import json
 import math
@@ -20,10 +21,16 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from mulsen.core.errors import DataFormatError
+from mulsen.core.files import read_input
 
 IGNORE_LABEL = "__ignore__"
 BACKGROUND_LABEL = "_background_"
 SHAPE_POINTS = {"rectangle": 2, "circle": 2, "line": 2, "point": 1, "mask": 2}
+SHAPE_TYPES = ("polygon", "rectangle", "circle", "line", "linestrip", "point", "oriented_rectangle", "mask")
+MAX_IMAGE_SIDE = 1 << 16
+# LabelMe's own examples carry polygon points up to 0.4 px beyond the image border (a click on the edge of
+# a zoomed canvas); drawing clips those by a fraction of a pixel, which is harmless
+EDGE_SLACK = 1.0
 
 
 @dataclass
@@ -86,8 +93,8 @@ def read_labelme(path: str | Path) -> LabelmeDocument:
     """Parse a LabelMe JSON file (any version); malformed content is a one-line error naming the file."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
+        data = json.loads(read_input(path, "LabelMe file").decode("utf-8"))
+    except UnicodeDecodeError as exc:
         raise DataFormatError(path, f"cannot read ({exc})") from None
     except json.JSONDecodeError as exc:
         raise DataFormatError(path, f"not JSON ({exc.msg} at line {exc.lineno})") from None
@@ -98,10 +105,17 @@ def read_labelme(path: str | Path) -> LabelmeDocument:
         if not isinstance(raw, dict) or "label" not in raw or not raw.get("points"):
             raise DataFormatError(path, f"shape {index}: needs a label and points")
         shape_type = raw.get("shape_type") or "polygon"  # the 2018 files have no shape_type
+        if shape_type not in SHAPE_TYPES:
+            raise DataFormatError(path, f"shape {index} ({raw['label']}): unknown shape_type {shape_type!r} "
+                                        f"(LabelMe draws {', '.join(SHAPE_TYPES)})")
         try:
-            points = np.asarray(raw["points"], dtype=np.float64).reshape(-1, 2)
+            points = np.asarray(raw["points"], dtype=np.float64)
+            if points.ndim != 2 or points.shape[1] != 2:
+                raise ValueError("not pairs")
         except (TypeError, ValueError):
             raise DataFormatError(path, f"shape {index} ({raw['label']}): points are not [x, y] pairs") from None
+        if not np.all(np.isfinite(points)):
+            raise DataFormatError(path, f"shape {index} ({raw['label']}): a point is NaN or infinite")
         needed = SHAPE_POINTS.get(shape_type)
         if needed is not None and len(points) != needed:
             raise DataFormatError(path, f"shape {index} ({raw['label']}): a {shape_type} needs {needed} points, "
@@ -117,10 +131,48 @@ def read_labelme(path: str | Path) -> LabelmeDocument:
             mask = _decode_mask(path, raw["mask"], index)
         shapes.append(Shape(str(raw["label"]), points, shape_type, raw.get("group_id"), mask))
     height, width = data.get("imageHeight"), data.get("imageWidth")
-    image_data = base64.b64decode(data["imageData"]) if data.get("imageData") else None
-    return LabelmeDocument(path, str(data.get("version", "")), shapes, data.get("imagePath"),
-                           (int(height), int(width)) if height and width else None, image_data,
+    if (height is not None or width is not None) and not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_IMAGE_SIDE for v in (height, width)):
+        raise DataFormatError(path, f"imageHeight/imageWidth must be positive integers up to {MAX_IMAGE_SIDE}, "
+                                    f"got {height!r}/{width!r}")
+    image_data = None
+    if data.get("imageData"):
+        try:
+            image_data = base64.b64decode(str(data["imageData"]), validate=True)
+        except (binascii.Error, ValueError):
+            raise DataFormatError(path, "imageData is not valid base64") from None
+    image_path = data.get("imagePath")
+    if image_path is not None and not isinstance(image_path, str):
+        raise DataFormatError(path, f"imagePath must be a string, got {type(image_path).__name__}")
+    return LabelmeDocument(path, str(data.get("version", "")), shapes, image_path,
+                           (height, width) if height and width else None, image_data,
                            data.get("flags") or {})
+
+
+def check_inside(document: LabelmeDocument, size: tuple[int, int]) -> None:
+    """Every shape lies on the image, give or take ``EDGE_SLACK`` pixels: a point farther off is an error,
+    never silently clipped; a mask bitmap must fill its box."""
+    height, width = size
+    lo, hi_x, hi_y = -EDGE_SLACK, width + EDGE_SLACK, height + EDGE_SLACK
+    for index, shape in enumerate(document.shapes):
+        if shape.shape_type == "circle":
+            (cx, cy), (px, py) = shape.points
+            radius = math.hypot(cx - px, cy - py)
+            corners = np.array([[cx - radius, cy - radius], [cx + radius, cy + radius]])
+        else:
+            corners = shape.points
+        outside = (corners[:, 0] < lo) | (corners[:, 0] > hi_x) | (corners[:, 1] < lo) | (corners[:, 1] > hi_y)
+        if outside.any():
+            x, y = corners[int(np.argmax(outside))]
+            raise DataFormatError(document.path, f"shape {index} ({shape.label}): point ({x:g}, {y:g}) lies off the "
+                                                 f"{width}x{height} image")
+        if shape.shape_type == "mask":
+            assert shape.mask is not None  # the parser decodes every mask shape's bitmap
+            (x1, y1), (x2, y2) = shape.points.astype(int)
+            if shape.mask.shape != (y2 - y1 + 1, x2 - x1 + 1):
+                raise DataFormatError(document.path, f"shape {index} ({shape.label}): mask bitmap is "
+                                                     f"{shape.mask.shape[1]}x{shape.mask.shape[0]}, its box "
+                                                     f"{x2 - x1 + 1}x{y2 - y1 + 1}")
 
 
 def shape_mask(size: tuple[int, int], shape: Shape, line_width: int = 10, point_size: int = 5) -> np.ndarray:
@@ -160,6 +212,7 @@ def shapes_to_label(document: LabelmeDocument, label_values: dict[str, int], siz
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Class and instance maps (int32); instances keyed by (label, group_id); later shapes win."""
     size = size or document.size()
+    check_inside(document, size)
     classes = np.zeros(size, np.int32)
     instances = np.zeros(size, np.int32)
     keys: list = []
@@ -178,6 +231,7 @@ def shapes_to_label(document: LabelmeDocument, label_values: dict[str, int], siz
 def defect_mask(document: LabelmeDocument, size: tuple[int, int] | None = None) -> tuple[np.ndarray, set[str]]:
     """The union of every defect shape (``__ignore__`` and ``_background_`` excluded) and its labels."""
     size = size or document.size()
+    check_inside(document, size)
     mask = np.zeros(size, dtype=bool)
     labels = set()
     for shape in document.shapes:

@@ -12,6 +12,7 @@ from PIL import Image, UnidentifiedImageError
 
 from mulsen.core.atomic import atomic_path, atomic_write_text
 from mulsen.core.errors import DataFormatError
+from mulsen.core.files import read_input
 
 from .records import CSV_HEADER, ModalityLabels
 
@@ -21,13 +22,12 @@ PC_GT_HEADER = "# x, y, z"
 def open_image(path: str | Path) -> Image.Image:
     """Open and fully decode an image, turning every decoder failure into one clear error."""
     path = Path(path)
+    data = read_input(path, "image")
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(data)) as img:
             img.load()
             return img.copy()
-    except FileNotFoundError:
-        raise DataFormatError(path, "file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataFormatError(path, f"unreadable image ({exc})") from None
 
 
@@ -37,10 +37,20 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
 
 def read_ir(path: str | Path) -> np.ndarray:
-    """IR PNG (gray replicated to RGB) -> (H, W) uint8, averaging channels where they disagree."""
+    """IR PNG (gray replicated to RGB) -> (H, W) uint8, averaging channels where they disagree.
+
+    A 16-bit (or 32-bit integer) gray image is accepted only when every value fits in 8 bits: scaling it
+    down would change the amplitudes the detector was trained on, and PIL's own conversion clips."""
     img = open_image(path)
-    if img.mode in ("L", "I;16", "I"):
-        return np.asarray(img.convert("L"))
+    if img.mode == "L":
+        return np.asarray(img)
+    if img.mode.startswith("I"):
+        wide = np.asarray(img).astype(np.int64)
+        if wide.size and (wide.min() < 0 or wide.max() > 255):
+            raise DataFormatError(path, f"{img.mode} IR image with values {int(wide.min())}..{int(wide.max())}: "
+                                        "MulSen-AD IR images are 8-bit; rescale it to 0..255 with the same factor "
+                                        "for every image of the dataset")
+        return wide.astype(np.uint8)
     arr = np.asarray(img.convert("RGB"), dtype=np.uint16)
     return ((arr.sum(axis=2) + 1) // 3).astype(np.uint8)
 
@@ -83,10 +93,8 @@ def read_pc_gt(path: str | Path) -> np.ndarray:
     """Point GT txt (``# x, y, z`` + comma rows) -> (K, 3) float64; a single row stays 2-D."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataFormatError(path, "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_input(path, "point GT file").decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise DataFormatError(path, f"unreadable point GT ({exc})") from None
     lines = text.splitlines()
     if not lines or lines[0].strip().replace(" ", "").lower() != PC_GT_HEADER.replace(" ", ""):
@@ -137,9 +145,9 @@ def parse_labels_csv(path: str | Path) -> LabelTable:
     rows: dict[int, ModalityLabels] = {}
     order: list[int] = []
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        return LabelTable({}, [f"cannot read csv ({exc.strerror or exc})"], [])
+        raw = read_input(path, "csv")
+    except DataFormatError as exc:
+        return LabelTable({}, [exc.problem], [])
     if raw.startswith(b"\xef\xbb\xbf"):
         problems.append("csv starts with a UTF-8 BOM")
         raw = raw[3:]

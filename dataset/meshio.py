@@ -15,12 +15,14 @@ import numpy as np
 
 from mulsen.core.atomic import atomic_path
 from mulsen.core.errors import DataFormatError
+from mulsen.core.files import read_input
 
 from .records import Mesh
 
 _BINARY_HEADER = 80
 _FACE_DTYPE = np.dtype([("normal", "<f4", (3,)), ("vertices", "<f4", (3, 3)), ("attr", "<u2")])
 _ASCII_VERTEX = re.compile(rb"vertex\s+(\S+)\s+(\S+)\s+(\S+)")
+_ASCII_END = re.compile(rb"endsolid[^\n]*\s*\Z", re.IGNORECASE)
 
 
 def dedup_vertices(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,6 +57,15 @@ def _parse_ascii(path: Path, data: bytes) -> np.ndarray:
     matches = _ASCII_VERTEX.findall(data)
     if len(matches) % 3:
         raise DataFormatError(path, f"ASCII STL has {len(matches)} vertices, not a multiple of 3 (truncated?)")
+    # a file cut at a facet boundary still has whole triangles: only its closing keywords show the cut
+    if not _ASCII_END.search(data[-4096:]):
+        raise DataFormatError(path, "ASCII STL does not end with 'endsolid' (truncated?)")
+    lower = data.lower()
+    facets = len(matches) // 3
+    counts = {word: lower.count(word) for word in (b"endfacet", b"outer loop", b"endloop")}
+    if any(count != facets for count in counts.values()):
+        found = ", ".join(f"{count} '{word.decode()}'" for word, count in counts.items())
+        raise DataFormatError(path, f"ASCII STL has {facets} triangles but {found} (truncated or corrupt?)")
     try:
         # STL stores float32; rounding here makes ASCII and binary twins read the same.
         return np.array(matches, dtype=np.float64).astype(np.float32).reshape(-1, 3)
@@ -65,10 +76,7 @@ def _parse_ascii(path: Path, data: bytes) -> np.ndarray:
 def read_stl_corners(path: str | Path) -> np.ndarray:
     """Return the (3F, 3) triangle corners of a binary or ASCII STL file."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataFormatError(path, f"cannot read STL ({exc.strerror or exc})") from None
+    data = read_input(path, "STL mesh")
     if not data:
         raise DataFormatError(path, "empty file (0 bytes), not an STL mesh")
     head = data[:4096]

@@ -15,6 +15,7 @@ import numpy as np
 
 from mulsen.core.atomic import atomic_path
 from mulsen.core.errors import DataFormatError
+from mulsen.core.files import check_input, read_input
 from mulsen.dataset.meshio import read_stl, write_stl
 from mulsen.dataset.records import Mesh
 
@@ -47,8 +48,7 @@ def read_scan(path: str | Path) -> Scan:
     suffix = path.suffix.lower()
     if suffix not in SCAN_SUFFIXES:
         raise DataFormatError(path, f"unsupported scan format {suffix!r} (supported: {', '.join(SCAN_SUFFIXES)})")
-    if not path.is_file():
-        raise DataFormatError(path, "no such file")
+    check_input(path, "scan file")
     if suffix == ".stl":
         mesh = read_stl(path)
         scan = Scan(mesh.vertices, mesh.faces, None, path, "stl")
@@ -106,7 +106,7 @@ def _ply_type(path: Path, name: str) -> str:
 
 
 def _read_ply(path: Path) -> Scan:
-    data = path.read_bytes()
+    data = read_input(path, "PLY scan")
     fmt, elements, offset = _ply_header(path, data)
     values: dict[str, dict[str, np.ndarray]] = {}
     if fmt == "ascii":
@@ -226,7 +226,7 @@ def _triangulate(path: Path, polygons) -> np.ndarray:
 # -- OBJ --------------------------------------------------------------------------------------------
 def _read_obj(path: Path) -> Scan:
     vertices, normals, polygons = [], [], []
-    for number, line in enumerate(path.read_text(encoding="latin-1").splitlines(), 1):
+    for number, line in enumerate(read_input(path, "OBJ scan").decode("latin-1").splitlines(), 1):
         words = line.split()
         if not words:
             continue
@@ -260,7 +260,7 @@ def sniff_delimiter(lines: list[str]) -> str | None:
 
 
 def _read_ascii_points(path: Path) -> Scan:
-    text = path.read_text(encoding="latin-1")
+    text = read_input(path, "point file").decode("latin-1")
     rows = [line for line in text.splitlines() if _NUMBER.match(line)]  # skips headers and comments
     if not rows:
         return Scan(np.zeros((0, 3)), None, None, path, "ascii points")

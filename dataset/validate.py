@@ -87,6 +87,11 @@ def _check_image(path: Path, modality: str, strict_size: bool) -> tuple[list[Pro
             problems.append(Problem(path, "image-format", "RGBA alpha is not 255 everywhere"))
         expected = RGB_SIZE
     else:
+        if img.mode.startswith("I"):
+            wide = np.asarray(img)
+            if wide.size and (int(wide.min()) < 0 or int(wide.max()) > 255):
+                problems.append(Problem(path, "image-format", f"{img.mode} IR image with values {int(wide.min())}.."
+                                        f"{int(wide.max())} does not fit the 8-bit MulSen-AD format"))
         if img.mode != "RGB":
             problems.append(Problem(path, "image-format", f"IR image mode is {img.mode}, expected RGB", WARNING))
         else:

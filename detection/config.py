@@ -53,6 +53,8 @@ class DetectorConfig:
     # Coreset selection runs on randomly projected features: each greedy step streams all N candidates
     # through memory, so fewer dimensions means proportionally faster selection (the bank keeps full ones).
     coreset_projection_dim: int = DEFAULT_PROJECTION_DIM
+    # each bank entry scores relative to how far other samples' normal patches lie from it (memory_bank)
+    bank_tolerance: bool = True
     holdout_fraction: float = 0.2
     min_holdout: int = 3
     image_topk: int = 1  # object score = mean of the k largest patch scores (1 = PatchCore max)
@@ -64,8 +66,9 @@ class DetectorConfig:
     image: ImageFeatureConfig = field(default_factory=ImageFeatureConfig)
     # IR's own extractor (None: the same as RGB). The handcrafted descriptors are the default for both (raw
     # pixel blocks did slightly better on upright parts but fall apart when parts turn), IR with specular
-    # glints filtered out first (bench/README.md).
-    infrared: ImageFeatureConfig | None = field(default_factory=lambda: ImageFeatureConfig(glint_filter=0.03))
+    # glints filtered out first, its gain drift divided out and its descriptors log-compressed (bench/README.md).
+    infrared: ImageFeatureConfig | None = field(default_factory=lambda: ImageFeatureConfig(
+        glint_filter=0.03, gain_percentile=99.0, compress="log"))
     points: PointFeatureConfig = field(default_factory=PointFeatureConfig)
 
     def __post_init__(self) -> None:

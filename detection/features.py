@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -18,6 +19,8 @@ from mulsen.core.errors import ConfigError
 IMAGE_BACKBONES = ("handcrafted", "raw_patches", "random_conv", "vit_base_patch8_224.dino")
 RANDOM_WEIGHTS = "random"  # instead of a weights file: seeded random initialisation (timing and tests only)
 POINT_BACKBONES = ("fpfh", "point_mae")
+COMPRESSIONS = ("none", "log")
+LOG_KNEE = 0.02  # descriptor value where the log compression turns from linear to logarithmic
 
 
 @dataclass(frozen=True)
@@ -35,8 +38,18 @@ class ImageFeatureConfig:
     # specular glints, bright spots smaller than any subsurface defect lock-in thermography resolves (heat
     # spreads those over the thermal length); a median filter did as well but costs 1.6 s at 640x480
     glint_filter: float = 0.0
+    # divide by the image's level at this percentile (0: no): lamp power and exposure drift are gains, and
+    # a 5 % gain moves every patch as far as a faint subsurface defect moves a few
+    gain_percentile: float = 0.0
+    # "log": descriptors compressed as sign(x) log(1 + |x| / 0.02) before the bank, so that rims and edges
+    # (large, variable gradient energy) stop outweighing faint contrast on flat areas
+    compress: Literal["none", "log"] = "none"
 
     def __post_init__(self) -> None:
+        if not 0 <= self.gain_percentile < 100:
+            raise ConfigError(f"gain percentile must be in [0, 100), got {self.gain_percentile:g}")
+        if self.compress not in COMPRESSIONS:
+            raise ConfigError(f"unknown compression {self.compress!r} (choices: {', '.join(COMPRESSIONS)})")
         if not 0 <= self.glint_filter < 0.2:
             raise ConfigError(f"glint filter width must be in [0, 0.2) of the image width, got {self.glint_filter:g}")
         if self.backbone not in IMAGE_BACKBONES:
@@ -60,9 +73,11 @@ class PatchGrid:
     image_shape: tuple[int, int]
 
 
-def _channels(image: np.ndarray) -> np.ndarray:
+def _channels(image: np.ndarray, gain_percentile: float = 0.0) -> np.ndarray:
     """Per-pixel channels: colour (or gray) and gradient magnitudes at two scales."""
     img = image.astype(np.float32) / 255.0
+    if gain_percentile > 0:
+        img = img * (0.8 / max(float(np.percentile(img, gain_percentile)), 1e-3))
     if img.ndim == 2:
         img = img[..., None]
     gray = img.mean(axis=2)
@@ -124,13 +139,15 @@ def image_features(image: np.ndarray, config: ImageFeatureConfig = ImageFeatureC
         return tokens, PatchGrid(rows, cols, (h, w))
     work_h = max(8, round(h * config.work_width / w))
     resized = np.asarray(Image.fromarray(image).resize((config.work_width, work_h), Image.Resampling.BILINEAR))
-    chans = _channels(resized)
+    chans = _channels(resized, config.gain_percentile)
     feats = []
     for size in config.scales:
         mean = uniform_filter(chans, size=(size, size, 1), mode="reflect")
         sq = uniform_filter(chans * chans, size=(size, size, 1), mode="reflect")
         feats += [mean, np.sqrt(np.clip(sq - mean * mean, 0, None))]
     stack = np.concatenate(feats, axis=-1)
+    if config.compress == "log":
+        stack = np.sign(stack) * np.log1p(np.abs(stack) / LOG_KNEE)
     s = config.stride
     sampled = stack[s // 2::s, s // 2::s]
     grid = PatchGrid(sampled.shape[0], sampled.shape[1], (h, w))
@@ -221,7 +238,8 @@ def surface_samples(vertices: np.ndarray, faces: np.ndarray | None, count: int, 
         r_k = float(np.median(cKDTree(vertices).query(vertices, k=k + 1)[0][:, k]))
         area = n * np.pi * r_k ** 2 / k
     chosen = _spread(vertices, weight, count, area)
-    return chosen, normals[chosen], float(np.sqrt(area / max(len(chosen), 1)))
+    spacing = float(np.sqrt(area / max(len(chosen), 1)))
+    return chosen, normals[chosen], spacing
 
 
 def _spread(points: np.ndarray, weight: np.ndarray, count: int, area: float) -> np.ndarray:

@@ -12,6 +12,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ class ModelRecord(Record):
     """``model.json``: what a model folder holds and how it was trained."""
 
     FORMAT = "mulsen-model"
-    VERSION = 2
+    VERSION = 3  # 3: banks may carry per-entry tolerances (config.bank_tolerance)
     WHAT = "model description"
 
     category: str
@@ -59,11 +60,51 @@ class ModelRecord(Record):
     weights: dict[str, WeightsFile] = field(default_factory=dict)  # "image" | "infrared" | "points" -> file
 
     @classmethod
+    def migrate(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """Version 2 models were trained before bank tolerances existed (their banks score without them) and
+        before the IR gain and compression options (absent: off, as they were trained)."""
+        if data.get("format") != f"{cls.FORMAT}/2":
+            return super().migrate(data)
+        config = data.get("config")
+        if isinstance(config, dict):
+            data = {**data, "config": {"bank_tolerance": False, **config}}
+        return {**data, "format": cls.tag()}
+
+    @classmethod
     def from_dict(cls, data: object) -> ModelRecord:
         if isinstance(data, dict) and "format" not in data and "format_version" in data:
             raise RecordError("format_version", f"model format {data['format_version']!r} is not supported by this "
                               f"toolkit (expects {cls.tag()}); retrain with 'mulsen train'")
-        return super().from_dict(data)
+        versions = f"model written by {_written_by(data)}, this is mulsen-toolkit {__version__}"
+        if isinstance(data, dict) and data.get("format") == cls.tag() and isinstance(data.get("config"), dict):
+            missing = _missing_settings(data["config"])
+            if missing:  # a default may have changed since: never fill a trained model's setting silently
+                raise RecordError(f"config.{missing[0]}", f"missing ({versions})")
+        try:
+            return super().from_dict(data)
+        except RecordError as exc:
+            raise RecordError("", f"{exc} ({versions})") from None
+
+
+def _written_by(data: object) -> str:
+    version = data.get("toolkit_version") if isinstance(data, dict) else None
+    return f"mulsen-toolkit {version}" if isinstance(version, str) else "an unknown toolkit version"
+
+
+def _missing_settings(config: dict[str, Any]) -> list[str]:
+    """Config keys (dotted) a current model file must hold: every field whose default is not None."""
+    def missing(cls: type, values: dict[str, Any], prefix: str) -> list[str]:
+        out = []
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if f.name not in values:
+                if default is not None:
+                    out.append(prefix + f.name)
+            elif dataclasses.is_dataclass(default) and isinstance(values[f.name], dict):
+                out += missing(type(default), values[f.name], f"{prefix}{f.name}.")
+        return out
+
+    return missing(DetectorConfig, config, "")
 
 
 def _portable(extractor, folder: Path, name: str, weights: dict[str, WeightsFile]):
@@ -112,6 +153,8 @@ def save_model(folder: str | Path, category: str, config: DetectorConfig, banks:
         tensors[f"{m}.features"] = bank.features
         tensors[f"{m}.mean"] = bank.mean
         tensors[f"{m}.scale"] = bank.scale
+        if bank.tolerance is not None:
+            tensors[f"{m}.tolerance"] = bank.tolerance
     with atomic_path(folder / ARRAYS_FILE) as tmp:
         save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp))
         digest = sha256_file(tmp)
@@ -154,11 +197,14 @@ def load_model(folder: str | Path, modalities: tuple[str, ...] | None = None, de
     banks = {}
     try:
         for m in config.modalities:
-            banks[m] = MemoryBank(tensors[f"{m}.features"], tensors[f"{m}.mean"], tensors[f"{m}.scale"])
+            if config.bank_tolerance != (f"{m}.tolerance" in tensors):
+                raise KeyError(f"{m}.tolerance")
+            banks[m] = MemoryBank(tensors[f"{m}.features"], tensors[f"{m}.mean"], tensors[f"{m}.scale"],
+                                  tensors.get(f"{m}.tolerance"))
             if len(banks[m].features) != record.bank_sizes.get(m):
                 raise KeyError(f"{m} bank size")
         calibration = Calibration(config.modalities, tensors["holdout_scores"], tensors["insample_scores"])
-    except KeyError as exc:
+    except (KeyError, ValueError) as exc:
         raise MulsenError(f"{folder}: model arrays do not match {MODEL_FILE} ({exc})") from None
     if calibration.holdout_scores.shape[1:] != (len(config.modalities),):
         raise MulsenError(f"{folder}: model arrays do not match {MODEL_FILE} (calibration scores)")

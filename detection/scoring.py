@@ -54,7 +54,7 @@ def patch_scores(bank: MemoryBank, features: np.ndarray, geometry: PatchGrid | P
 def fit_bank(feature_sets: list[np.ndarray], config: DetectorConfig, index: int) -> MemoryBank:
     """The memory bank of the ``index``-th modality from its normals' features."""
     return MemoryBank.fit(feature_sets, config.coreset_ratio, config.max_bank_size, seed=config.seed + index,
-                          projection_dim=config.coreset_projection_dim)
+                          projection_dim=config.coreset_projection_dim, tolerance=config.bank_tolerance)
 
 
 def score_sample(banks: Mapping[str, MemoryBank], data: SampleData, config: DetectorConfig,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 from . import __version__
@@ -64,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv  # accepted after the subcommand too, where a user types it on a rerun
     args = parser.parse_args([a for a in argv if a != "--debug"])
     args.debug = debug
+    # SIGTERM/SIGHUP unwind like Ctrl-C: context managers remove temporary files, stop simulators and
+    # switch the heater off
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _interrupt)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "handler", None):
@@ -76,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"error: interrupted{f' ({exc})' if str(exc) else ''}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug of ours: one line, the traceback only on request
         if args.debug:
@@ -85,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"internal error: {type(exc).__name__}: {_one_line(exc)} (run again with --debug for the "
               f"traceback and please report it)", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -75,17 +75,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     pack = dsub.add_parser("pack", help="package a release: tar.gz + manifest (sha256) + dataset card",
                            description="Write NAME-VERSION.tar.gz with MANIFEST.json (size and SHA-256 of every "
                            "file, counts, statistics, tool version, date) and DATASET_CARD.md; copies of both "
-                           "are written beside the archive.")
+                           "are written beside the archive. The dataset is validated first and an invalid one "
+                           "is refused; only regular files are packed (a link or a special file in the dataset "
+                           "is refused), and the archive appears complete or not at all, also on SIGTERM.")
     pack.add_argument("root", type=Path)
     pack.add_argument("--version", required=True, help="release version, e.g. 1.0.0")
     pack.add_argument("--name", help="release name (default: the folder name)")
     pack.add_argument("--out", type=Path, help="archive path (default: beside the dataset)")
+    pack.add_argument("--allow-invalid", action="store_true",
+                      help="pack a dataset that fails validation (recorded in the manifest and the card)")
     pack.set_defaults(handler=_pack)
 
     verify = dsub.add_parser("verify", help="check a received release against its manifest",
                              description="Recompute the SHA-256 of every file of a release archive (or of an "
                              "unpacked release folder holding MANIFEST.json) and report missing, extra or "
-                             "changed files. Exit status 1 on any difference.")
+                             "changed files; for an archive also a corrupt or truncated gzip stream, members "
+                             "outside the release folder or with absolute names, links, devices and duplicates. "
+                             "Nothing is extracted. Exit status 1 on any finding, 2 if the input is unreadable.")
     verify.add_argument("path", type=Path)
     verify.set_defaults(handler=_verify)
     ds.set_defaults(handler=lambda args: ds.print_help() or 2)
@@ -215,7 +221,8 @@ def _build(args: argparse.Namespace) -> int:
 def _pack(args: argparse.Namespace) -> int:
     from mulsen.dataset.release import pack_dataset
 
-    archive = pack_dataset(args.root, args.version, args.out, args.name, progress=bar("hashing files"))
+    archive = pack_dataset(args.root, args.version, args.out, args.name, progress=bar("hashing files"),
+                           allow_invalid=args.allow_invalid)
     print(f"wrote {archive} ({archive.stat().st_size / 2 ** 20:.1f} MiB) with its manifest and dataset card")
     return 0
 

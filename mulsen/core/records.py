@@ -24,6 +24,9 @@ from typing import Any, ClassVar, TypeVar
 
 from .atomic import atomic_write_text
 from .errors import DataFormatError
+from .files import read_input
+
+MAX_RECORD_BYTES = 256 << 20  # a JSON record larger than this is refused unread (no record comes near it)
 
 R = TypeVar("R", bound="Record")
 _HINTS: dict[type, dict[str, Any]] = {}
@@ -209,13 +212,7 @@ class Record:
     @classmethod
     def read(cls: type[R], path: str | Path) -> R:
         path = Path(path)
-        try:
-            text = path.read_bytes()
-        except FileNotFoundError:
-            raise DataFormatError(path, f"{cls.WHAT} file not found") from None
-        except OSError as exc:
-            raise DataFormatError(path, f"cannot read the {cls.WHAT} file ({exc.strerror})") from None
-        return cls.from_json(text, path)
+        return cls.from_json(read_input(path, f"{cls.WHAT} file", MAX_RECORD_BYTES), path)
 
     def write(self, path: str | Path, overwrite: bool = True) -> Path:
         try:

@@ -182,6 +182,21 @@ def test_broken_labelme_files_are_refused(tmp_path: Path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(DataFormatError, match=r"bad.json: not JSON"):
         read_labelme(tmp_path / "bad.json")
+    triangle = [[10, 10], [40, 10], [10, 40]]
+    for shapes, extra, problem in (
+            ([{"label": "a", "points": [[10, 10], [float("nan"), 10], [10, 40]]}], {}, "NaN or infinite"),
+            ([{"label": "a", "points": [[10, 10], [1e300, 10], [10, 40]]}], {}, r"point \(1e\+300, 10\) lies off"),
+            ([{"label": "a", "points": [[200, 200], [240, 200], [200, 240]]}], {}, "lies off the 120x100 image"),
+            ([{"label": "a", "points": [[100, 50], [70, 50]], "shape_type": "circle"}], {}, "lies off"),
+            ([{"label": "a", "points": triangle, "shape_type": "ellipse"}], {}, "unknown shape_type 'ellipse'"),
+            ([{"label": "a", "points": [1, 2, 3]}], {}, r"not \[x, y\] pairs"),
+            ([{"label": "a", "points": triangle}], {"imageData": "not base64!"}, "imageData is not valid base64"),
+            ([{"label": "a", "points": triangle}], {"imageHeight": -5}, "must be positive integers")):
+        with pytest.raises(DataFormatError, match=problem):
+            defect_mask(read_labelme(_doc(tmp_path, shapes, **{"imagePath": "absent.png", **extra})))
+    mask, _ = defect_mask(read_labelme(_doc(tmp_path, [{"label": "a", "points": [[0, 0], [120, 0], [0, 100]]}],
+                                            imagePath="absent.png")))
+    assert mask[0, 0] and mask.shape == (100, 120)  # corners on the image border are inside
 
 
 @pytest.mark.skipif(not LABELME.exists(), reason="shared real fixtures absent")

@@ -41,6 +41,26 @@ def test_knn_scores_equal_brute_force():
     assert np.allclose(mb.score(queries), brute, atol=1e-4)
 
 
+def test_bank_tolerance_scores_a_variable_region_relative_to_its_own_spread():
+    """Two kinds of normal patches: tight ones (spread 0.01) and variable ones (spread 1). Without
+    tolerances a normal variable patch outscores a tight patch 0.3 off its cluster; with them, it does not."""
+    rng = np.random.default_rng(0)
+
+    def sample() -> np.ndarray:
+        return np.concatenate([rng.normal(0, 0.01, (200, 2)), rng.normal(10, 1.0, (200, 2))]).astype(np.float32)
+
+    sets = [sample() for _ in range(8)]
+    plain = MemoryBank.fit(sets, 0.2, seed=1)
+    tolerant = MemoryBank.fit(sets, 0.2, seed=1, tolerance=True)
+    assert tolerant.tolerance is not None and len(tolerant.tolerance) == len(tolerant.features)
+    test = np.concatenate([sample(), [[0.3, 0.0]]]).astype(np.float32)  # last: the anomaly
+    for bank, anomaly_wins in ((plain, False), (tolerant, True)):
+        scores = bank.score(test)
+        assert bool(scores[-1] > scores[:-1].max()) is anomaly_wins, (scores[-1], scores[:-1].max())
+    with pytest.raises(ValueError, match="positive"):
+        MemoryBank(tolerant.features, tolerant.mean, tolerant.scale, np.zeros(len(tolerant.features)))
+
+
 def test_metrics_match_hand_computed_values():
     y = np.array([0, 0, 1, 1])
     s = np.array([0.1, 0.4, 0.35, 0.8])
@@ -141,8 +161,12 @@ def test_save_load_round_trips_scores_exactly_and_tampering_is_refused(trained):
             TripleADModel.load(folder)
     (folder / "model.safetensors").write_bytes(original)
     meta = (folder / "model.json").read_text()
-    for edited, message in ((meta.replace('"mulsen-model/2"', '"mulsen-model/99"'), "not a model description file"),
-                            (meta.replace('"coreset_ratio"', '"coreset_ration"'), "unknown field coreset_ration"),
+    for edited, message in ((meta.replace('"mulsen-model/3"', '"mulsen-model/99"'), "not a model description file"),
+                            (meta.replace('"coreset_ratio"', '"coreset_ration"'),
+                             r"config.coreset_ratio: missing \(model written by mulsen-toolkit .*, this is"),
+                            (meta.replace('"coreset_ratio"', '"bogus": 1, "coreset_ratio"'), "unknown field bogus"),
+                            (meta.replace('"compress": "log"', '"glint_filter_": 0'),
+                             "config.infrared.compress: missing"),
                             (meta.replace('"coreset_ratio": 0.1', '"coreset_ratio": 0'), "coreset ratio must be in"),
                             ("[]", "expected a JSON object"),
                             ('{"format_version": 1}', "model format 1 is not supported")):

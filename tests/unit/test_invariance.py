@@ -10,7 +10,7 @@ import pytest
 from mulsen.core.geometry import apply_transform, rigid_transform, rotation_from_rotvec
 from mulsen.dataset.records import Mesh, ModalityLabels, SampleData, SampleKey, SampleRecord, Split
 from mulsen.detection.config import DetectorConfig
-from mulsen.detection.features import point_features
+from mulsen.detection.features import ImageFeatureConfig, point_features
 from mulsen.detection.model import TripleADModel
 from mulsen.hardware_mocks.world.defects import DefectConfig
 from mulsen.hardware_mocks.world.generate import Nuisance, SampleTask, render_sample
@@ -109,7 +109,36 @@ def test_ir_glints_are_filtered_out_but_defect_sized_spots_are_not():
     assert np.abs(image_features(glint, filtered)[0] - image_features(base, filtered)[0]).max() == 0
     assert np.abs(image_features(glint, plain)[0] - image_features(base, plain)[0]).max() > 0.05
     assert np.abs(image_features(defect, filtered)[0] - image_features(base, filtered)[0]).max() > 0.05
-    assert DetectorConfig().extractor("infrared") == filtered
+    assert DetectorConfig().extractor("infrared").glint_filter == filtered.glint_filter
+
+
+def test_ir_lamp_power_drift_moves_features_less_than_a_faint_defect():
+    from mulsen.detection.features import image_features
+
+    rng = np.random.default_rng(3)
+    rows, cols = np.mgrid[:120, :160]
+    part = (rows - 60) ** 2 + (cols - 80) ** 2 <= 35 ** 2
+    amplitude = np.where(part, 150.0, 15.0) + rng.normal(0, 1.5, (120, 160))
+    faint = amplitude + 8.0 * np.exp(-((rows - 50) ** 2 + (cols - 90) ** 2) / (2 * 4.0 ** 2))  # a 5 % blob
+
+    def moved(config: ImageFeatureConfig) -> tuple[float, float]:
+        """(farthest patch move under +-5 % gain, farthest under the blob), each dimension in units of its
+        spread over the image, as the bank standardises them."""
+        def features(image: np.ndarray) -> np.ndarray:
+            return image_features(np.clip(image, 0, 255).round().astype(np.uint8), config)[0]
+
+        base = features(amplitude)
+        spread = base.std(axis=0) + 1e-3
+        drift = max(np.linalg.norm((features(amplitude * g) - base) / spread, axis=1).max() for g in (0.95, 1.05))
+        return float(drift), float(np.linalg.norm((features(faint) - base) / spread, axis=1).max())
+
+    ir = DetectorConfig().extractor("infrared")
+    assert isinstance(ir, ImageFeatureConfig)
+    drift, defect = moved(ir)
+    assert defect > 2 * drift, (defect, drift)
+    # the plain descriptors: the same drift moves patches farther than the defect does
+    drift, defect = moved(ImageFeatureConfig(glint_filter=ir.glint_filter))
+    assert drift > defect, (defect, drift)
 
 
 def test_a_cloud_without_faces_gets_outward_normals_and_uniform_samples():

@@ -1,5 +1,6 @@
 """Scanner export import (every format, real fixtures) and the export-folder watcher."""
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -76,8 +77,11 @@ def test_broken_exports_are_refused_with_the_reason(tmp_path: Path):
         with pytest.raises(DataFormatError, match=problem) as info:
             read_scan(path)
         assert name in str(info.value)
-    with pytest.raises(DataFormatError, match="no such file"):
+    with pytest.raises(DataFormatError, match="scan file not found"):
         read_scan(tmp_path / "missing.stl")
+    os.mkfifo(tmp_path / "fifo.xyz")  # opening it would block until a writer came
+    with pytest.raises(DataFormatError, match=r"fifo\.xyz: scan file is a FIFO; refused without opening it"):
+        read_scan(tmp_path / "fifo.xyz")
 
 
 @pytest.mark.skipif(not MESHES.exists(), reason="shared real fixtures absent")
