@@ -12,11 +12,13 @@ symmetric wrong solutions when the overlap is thin. Every result must pass the q
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mulsen.core.errors import MulsenError
+from mulsen.core.errors import DataFormatError, MulsenError
+from mulsen.core.files import read_json
 from mulsen.core.geometry import apply_transform, rotation_angle_deg, rotation_from_rotvec
 
 from .meshio import smooth_vertex_normals, vertex_normals
@@ -69,6 +71,43 @@ class AlignmentResult:
     spacing: float
     method: str
     candidates: list[Candidate] = field(default_factory=list)
+
+
+def read_initial_transform(path: str | Path) -> np.ndarray:
+    """A 4x4 rigid transform (B -> A, mm) from a JSON file: finite, an orthonormal rotation, last row 0 0 0 1."""
+    data = read_json(path, "initial transform file")
+    try:
+        matrix = np.asarray(data, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataFormatError(path, "initial transform must be a 4x4 list of numbers") from None
+    if matrix.shape != (4, 4):
+        raise DataFormatError(path, f"initial transform must be a 4x4 matrix, got shape {matrix.shape}")
+    if not np.all(np.isfinite(matrix)):
+        raise DataFormatError(path, "initial transform has NaN or infinite entries")
+    rotation = matrix[:3, :3]
+    if not np.allclose(matrix[3], [0, 0, 0, 1], atol=1e-9) or not np.allclose(rotation @ rotation.T, np.eye(3),
+                                                                                 atol=1e-4) \
+            or np.linalg.det(rotation) < 0:
+        raise DataFormatError(path, "initial transform is not rigid (rotation must be orthonormal with det +1, "
+                                    "last row 0 0 0 1)")
+    return matrix
+
+
+def read_point_pairs(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(points in scan B, the same points in scan A) from ``{"a": [[x, y, z], ...], "b": [...]}``."""
+    data = read_json(path, "point pairs file")
+    if not isinstance(data, dict) or set(data) != {"a", "b"}:
+        raise DataFormatError(path, 'point pairs must be {"a": [[x, y, z], ...], "b": [[x, y, z], ...]}')
+    try:
+        a, b = (np.asarray(data[k], dtype=np.float64) for k in ("a", "b"))
+    except (TypeError, ValueError):
+        raise DataFormatError(path, "point pairs must be lists of [x, y, z] numbers") from None
+    if a.ndim != 2 or a.shape[1:] != (3,) or a.shape != b.shape or len(a) < 3:
+        raise DataFormatError(path, f"point pairs need the same number (>= 3) of [x, y, z] points in a and b, "
+                                    f"got shapes {a.shape} and {b.shape}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise DataFormatError(path, "point pairs have NaN or infinite coordinates")
+    return b, a
 
 
 def rigid_from_pairs(source: np.ndarray, target: np.ndarray) -> np.ndarray:

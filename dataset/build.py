@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from mulsen.core.errors import DataFormatError, MulsenError
+from mulsen.core.files import read_input, read_json
 from mulsen.core.records import Record
 
 from .align import AlignmentGates, AlignmentResult, Candidate, align_scans, merge_scans
@@ -34,7 +37,9 @@ from .meshio import read_stl, stable_mesh, write_stl
 from .records import GOOD, Mesh, SampleContent, Split
 from .writer import PROVENANCE_DIR, DatasetWriter
 
+logger = logging.getLogger(__name__)
 MERGED_NAME = "pointcloud.stl"
+DEFECT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # a MulSen-AD defect folder name
 ALIGNMENT_NAME = "alignment.json"
 
 
@@ -95,6 +100,7 @@ def merge_capture(folder: Path, gates: AlignmentGates | None = None, initial: np
     """The merged mesh of a capture: read ``pointcloud.stl`` if present, else align, merge and write it."""
     from mulsen.dataset.scans import read_scan
 
+    CaptureRecord.read(folder / CAPTURE_FILE)  # a capture whose record is cut or edited is not merged
     merged_path = folder / MERGED_NAME
     if merged_path.exists():
         return read_stl(merged_path)
@@ -152,12 +158,16 @@ def load_annotations(folder: Path | None, rgb_shape: tuple[int, int], ir_shape: 
             points = mesh.vertices[flags]
         extra = folder / "sample.json"
         if extra.exists():
-            try:
-                declared_type = json.loads(extra.read_text()).get("defect")
-            except ValueError as exc:
-                raise DataFormatError(extra, f"not JSON ({exc})") from None
+            description = read_json(extra, "sample description")
+            if not isinstance(description, dict) or set(description) - {"defect"}:
+                raise DataFormatError(extra, 'a sample description is {"defect": TYPE}')
+            declared_type = description.get("defect")
+            if declared_type is not None and (not isinstance(declared_type, str) or not DEFECT_TYPE.fullmatch(
+                    declared_type)):
+                raise DataFormatError(extra, f"defect type must be a folder name like 'hole' or 'broken_inside', "
+                                             f"got {declared_type!r}")
             if declared_type:
-                labels.add(str(declared_type))
+                labels.add(declared_type)
     content = SampleContent(np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.uint8), mesh, rgb_mask, ir_mask,
                             points)
     if not content.labels.label_or:
@@ -178,10 +188,28 @@ def _goes_to_test(category: str, sample_id: str, ratio: float) -> bool:
 def already_built(out: Path) -> set[str]:
     """Captures (``category/sample_id``) recorded in the dataset's provenance logs."""
     done = set()
-    for log in (out / PROVENANCE_DIR).glob("*.jsonl") if (out / PROVENANCE_DIR).is_dir() else []:
-        for line in log.read_text().splitlines():
-            capture = json.loads(line).get("capture")
-            if capture:
+    for log in sorted((out / PROVENANCE_DIR).glob("*.jsonl")) if (out / PROVENANCE_DIR).is_dir() else []:
+        text = read_input(log, "provenance log").decode("utf-8", errors="replace")
+        lines = text.split("\n")
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                if not isinstance(entry, dict):
+                    raise ValueError("not an object")
+            except ValueError:
+                if number == len(lines) and not text.endswith("\n"):
+                    # the last entry was cut by a crash mid-append: its capture name comes first (sorted keys)
+                    found = re.search(r'"capture": "([^"]+)"', line)
+                    logger.warning("%s: last line is cut short (an interrupted build)%s", log,
+                                   f"; {found.group(1)} counts as built" if found else "")
+                    if found:
+                        done.add(found.group(1))
+                    continue
+                raise DataFormatError(log, f"line {number} is not a JSON object (edited by hand?)") from None
+            capture = entry.get("capture")
+            if isinstance(capture, str) and capture:
                 done.add(capture)
     return done
 

@@ -109,8 +109,14 @@ class DatasetWriter:
         path = self.root / PROVENANCE_DIR / f"{key.category}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         entry = {"sample": str(key), **provenance}
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry, sort_keys=True, default=_jsonable) + "\n")
+        line = json.dumps(entry, sort_keys=True, default=_jsonable) + "\n"
+        with open(path, "a+b") as handle:
+            handle.seek(0, 2)
+            if handle.tell():  # a line cut by an earlier crash is closed first, never continued
+                handle.seek(-1, 2)
+                if handle.read(1) != b"\n":
+                    line = "\n" + line
+            handle.write(line.encode("utf-8"))  # one write: a crash cuts at most this line
 
 
 def _jsonable(value: object) -> object:

@@ -70,7 +70,9 @@ def load_capture(folder: Path) -> SampleData:
     from mulsen.dataset.records import ModalityLabels, SampleKey, SampleRecord, Split
 
     paths = {name: folder / name for name in CAPTURE_FILES}
-    missing = [n for n, p in paths.items() if not p.is_file()]
+    if not folder.is_dir():
+        raise MulsenError(f"{folder}: capture folder not found")
+    missing = [n for n, p in paths.items() if not (p.exists() or p.is_symlink())]  # the readers judge the rest
     if missing:
         raise MulsenError(f"{folder}: capture folder lacks {', '.join(missing)}")
     rgb, ir, mesh = read_rgb(paths["rgb.png"]), read_ir(paths["infrared.png"]), read_stl(paths["pointcloud.stl"])

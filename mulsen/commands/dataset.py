@@ -153,11 +153,8 @@ def _gates(args: argparse.Namespace):
 
 
 def _merge(args: argparse.Namespace) -> int:
-    import json
-
-    import numpy as np
-
-    from mulsen.core.errors import MulsenError
+    from mulsen.core.errors import DataFormatError, MulsenError
+    from mulsen.dataset.align import read_initial_transform, read_point_pairs, rigid_from_pairs
     from mulsen.dataset.build import ALIGNMENT_NAME, MERGED_NAME, AlignmentRecord, capture_folders, merge_capture
 
     gates = _gates(args)
@@ -167,18 +164,19 @@ def _merge(args: argparse.Namespace) -> int:
         folders += [path] if (path / "capture.json").exists() else [f for _, _, f in capture_folders(path)]
     initial = None
     if args.initial:
-        initial = np.asarray(json.loads(args.initial.read_text()), float).reshape(4, 4)
+        initial = read_initial_transform(args.initial)
     if args.pairs:
-        from mulsen.dataset.align import rigid_from_pairs
-
-        pairs = json.loads(args.pairs.read_text())
-        initial = rigid_from_pairs(np.asarray(pairs["b"], float), np.asarray(pairs["a"], float))
-    failed = 0
+        initial = rigid_from_pairs(*read_point_pairs(args.pairs))
+    failed = bad_input = 0
     for folder in bar("merging scans")(folders, len(folders)):
         fresh = not (folder / MERGED_NAME).exists()
         try:
             mesh = merge_capture(folder, gates, initial)
-        except MulsenError as exc:
+        except DataFormatError as exc:  # an unreadable file: the others are still merged
+            print(f"error: {exc}", file=sys.stderr)
+            bad_input += 1
+            continue
+        except MulsenError as exc:  # the scans were read but no alignment passed the gates
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
             continue
@@ -188,7 +186,7 @@ def _merge(args: argparse.Namespace) -> int:
                   f"overlap {report.overlap_ratio:.2f}, {len(mesh.vertices)} vertices ({report.method})")
         else:
             print(f"{folder}: already merged")
-    return 1 if failed else 0
+    return 2 if bad_input else 1 if failed else 0
 
 
 def _build(args: argparse.Namespace) -> int:

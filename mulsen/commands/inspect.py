@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mulsen.core.files import output_folder
 from mulsen.core.progress import bar
 from mulsen.detection.config import FUSIONS, GATE_FITS, DetectorConfig, all_combinations, parse_modalities
 
@@ -101,6 +102,7 @@ def _train(args: argparse.Namespace) -> int:
 
     ds = _dataset(args.dataset)
     categories = ds.categories if args.all else args.category
+    output_folder(args.out, "model folder")  # checked before minutes of training, not after
     from mulsen.detection.backbones import resolve_device
     from mulsen.detection.features import ImageFeatureConfig, PointFeatureConfig
 
@@ -130,6 +132,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     ds = _dataset(args.dataset)
     modalities = parse_modalities(args.modalities)
     combos = all_combinations(modalities) if args.all_combinations else [modalities]
+    if args.out:
+        output_folder(args.out, "results folder")
     results = []
     for category in args.category or ds.categories:
         model = TripleADModel.load(args.models / category, modalities)
@@ -158,7 +162,7 @@ def _detect(args: argparse.Namespace) -> int:
 
         device = resolve_device(args.device)
     model = TripleADModel.load(args.model, device=device)
-    args.out.mkdir(parents=True, exist_ok=True)
+    output_folder(args.out, "detections folder")
     anomalous = 0
     for folder in args.samples:
         data = load_capture(folder)

@@ -45,3 +45,26 @@ def read_input(path: str | Path, what: str = "file", max_bytes: int = MAX_INPUT_
             return handle.read()
     except OSError as exc:
         raise DataFormatError(path, f"cannot read the {what} ({exc.strerror or exc})") from None
+
+
+def read_json(path: str | Path, what: str = "JSON file", max_bytes: int = 64 << 20) -> object:
+    """The parsed content of a small JSON input, or a one-line error naming the file."""
+    import json
+
+    data = read_input(path, what, max_bytes)
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataFormatError(path, f"{what} is not valid JSON ({exc})") from None
+
+
+def output_folder(path: str | Path, what: str = "output folder") -> Path:
+    """``path`` as a folder to write into (created if absent); an existing file there is a one-line error."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataFormatError(path, f"{what} expected, but a file of that name exists")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataFormatError(path, f"cannot create the {what} ({exc.strerror or exc})") from None
+    return path
