@@ -124,8 +124,13 @@ class CaptureSession:
         if final.exists():
             raise MulsenError(f"{final}: sample already captured (never overwritten); choose another sample id")
         progress = self._start(request, partial, resume, discard)
+        # pre-flight: every device opens (and the configuration behind it is read) before anything is
+        # written for this sample; a configuration error leaves no .partial folder behind
         with self.bench.open(request) as devices:
+            if not partial.exists():
+                partial.mkdir(parents=True)
             progress = replace(progress, devices=devices.description)
+            self._save_progress(partial, progress)
             for step in STEPS:
                 if getattr(progress.steps, step) is not None:
                     continue
@@ -166,10 +171,7 @@ class CaptureSession:
                     raise MulsenError(f"{partial}: was started for {asdict(progress.request)}, not for "
                                       f"{asdict(request)}; --discard it or use the same request")
                 return replace(progress, resumed=(*progress.resumed, _now_iso()))
-        partial.mkdir(parents=True)
-        progress = ProgressRecord(request, _now_iso())
-        self._save_progress(partial, progress)
-        return progress
+        return ProgressRecord(request, _now_iso())
 
     @staticmethod
     def _load_progress(partial: Path) -> ProgressRecord:

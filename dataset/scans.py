@@ -68,6 +68,7 @@ def read_scan(path: str | Path) -> Scan:
 
 
 # -- PLY ------------------------------------------------------------------------------------------
+MAX_PLY_ELEMENTS = 1 << 28  # a header claiming more is corrupt (and would ask for gigabytes)
 @dataclass
 class _Element:
     name: str
@@ -81,14 +82,24 @@ def _ply_header(path: Path, data: bytes) -> tuple[str, list[_Element], int]:
         raise DataFormatError(path, "not a PLY file (no 'ply' magic or no end_header)")
     body_start = data.index(b"\n", end) + 1 if b"\n" in data[end:] else len(data)
     fmt, elements = "", []
-    for raw in data[:end].decode("latin-1").splitlines()[1:]:
+    for number, raw in enumerate(data[:end].decode("latin-1").splitlines()[1:], 2):
         words = raw.split()
         if not words or words[0] in ("comment", "obj_info"):
             continue
+        needed = {"format": 2, "element": 3, "property": 5 if words[1:2] == ["list"] else 3}.get(words[0], 0)
+        if len(words) < needed:
+            raise DataFormatError(path, f"PLY header line {number} is incomplete: {raw.strip()!r}")
         if words[0] == "format":
             fmt = words[1]
         elif words[0] == "element":
-            elements.append(_Element(words[1], int(words[2]), []))
+            try:
+                count = int(words[2])
+            except ValueError:
+                count = -1
+            if not 0 <= count <= MAX_PLY_ELEMENTS:
+                raise DataFormatError(path, f"PLY header line {number}: element count {words[2]!r} is not a "
+                                            f"count up to {MAX_PLY_ELEMENTS}")
+            elements.append(_Element(words[1], count, []))
         elif words[0] == "property" and elements:
             if words[1] == "list":
                 elements[-1].properties.append((words[4], _ply_type(path, words[3]), _ply_type(path, words[2])))
@@ -225,18 +236,22 @@ def _triangulate(path: Path, polygons) -> np.ndarray:
 
 # -- OBJ --------------------------------------------------------------------------------------------
 def _read_obj(path: Path) -> Scan:
-    vertices, normals, polygons = [], [], []
+    vertices: list[list[float]] = []
+    normals: list[list[float]] = []
+    polygons: list[list[int]] = []
     for number, line in enumerate(read_input(path, "OBJ scan").decode("latin-1").splitlines(), 1):
         words = line.split()
         if not words:
             continue
         try:
-            if words[0] == "v":
-                vertices.append([float(w) for w in words[1:4]])
-            elif words[0] == "vn":
-                normals.append([float(w) for w in words[1:4]])
+            if words[0] in ("v", "vn"):
+                if len(words) < 4:
+                    raise ValueError("three coordinates needed")
+                (vertices if words[0] == "v" else normals).append([float(w) for w in words[1:4]])
             elif words[0] == "f":
                 polygons.append([int(w.split("/")[0]) for w in words[1:]])
+                if any(i == 0 or abs(i) > len(vertices) for i in polygons[-1]):
+                    raise DataFormatError(path, f"line {number}: a face refers to a vertex that does not exist")
         except ValueError:
             raise DataFormatError(path, f"line {number}: malformed {words[0]!r} record") from None
     vertex_array = np.array(vertices, dtype=np.float64).reshape(-1, 3)

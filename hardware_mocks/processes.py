@@ -31,16 +31,18 @@ class SimulatorProcess:
     real device on the bench.
     """
 
-    def __init__(self, module: str, args: list[str], startup_s: float = 20.0) -> None:
+    def __init__(self, module: str, args: list[str], startup_s: float = 20.0, env: dict[str, str] | None = None
+                 ) -> None:
         self.module = module
         self.args = args
         self.startup_s = startup_s
+        self.extra_env = env or {}
         self.process: subprocess.Popen | None = None
         self.endpoint = ""
 
     def start(self) -> SimulatorProcess:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                                          os.environ.get("PYTHONPATH")]))}
+        env = {**os.environ, **self.extra_env,
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
         process = subprocess.Popen([sys.executable, "-m", self.module, *self.args], stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, env=env, start_new_session=True)
         self.process = process
@@ -61,6 +63,12 @@ class SimulatorProcess:
             raise MulsenError(f"simulator {self.module} did not start: {err[-1] if err else 'no READY line'}")
         self.endpoint = line[6:].decode().strip()
         return self
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise MulsenError(f"simulator {self.module} is not started")
+        return self.process.pid
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -184,19 +184,26 @@ def _sample(args: argparse.Namespace) -> int:
 
 def read_plan(path: Path) -> list:
     import csv
+    import io
 
+    from mulsen.core.errors import DataFormatError
+    from mulsen.core.files import read_input
     from mulsen.dataset.captures import SampleRequest
 
     try:
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError as exc:
-        raise MulsenError(f"{path}: cannot read the plan ({exc.strerror})") from None
+        text = read_input(path, "plan").decode("utf-8-sig")
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataFormatError(path, f"not a UTF-8 CSV plan ({exc})") from None
     if not rows or not {"category", "sample_id"} <= set(rows[0]):
         raise MulsenError(f"{path}: the plan needs a header with at least 'category,sample_id'")
     requests, seen = [], set()
     for number, row in enumerate(rows, 2):
+        if None in row or any(value is None for value in row.values()):
+            raise DataFormatError(path, f"line {number} does not have the header's number of columns")
         key = (row["category"].strip(), row["sample_id"].strip())
+        if not all(key):
+            raise DataFormatError(path, f"line {number}: category and sample_id must not be empty")
         if key in seen:
             raise MulsenError(f"{path}: line {number}: {key[0]}/{key[1]} is planned twice")
         seen.add(key)

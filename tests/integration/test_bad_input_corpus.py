@@ -417,6 +417,22 @@ case("capture: hand_eye.json with a 2x2 matrix", 2, "hand_eye.json")(
 case("capture: calibration folder missing", 2, "no-cal")(lambda w, t: _capture_sample(t, t / "no-cal"))
 
 
+def _stale_state(tmp: Path) -> Path:
+    state = tmp / "bench"
+    state.mkdir()
+    (state / "devices.json").write_text(json.dumps({
+        "state_dir": str(state), "part": "nut:1", "time_scale": 1.0, "clock_epoch": 0.0,
+        "heater_port": str(state / "heater.tty"), "heater_edge_log": str(state / "edges.jsonl"),
+        "run_token": "0123456789abcdef", "pids": {"heater": 2 ** 22 + 1}}))
+    return state
+
+
+case("capture: simulator state of a dead run", 2, "stale simulator state")(
+    lambda w, t: ["capture", "rgb", str(t / "rgb"), "--sim", str(_stale_state(t))])
+case("capture: simulator state not JSON", 2, "devices.json")(
+    lambda w, t: (t / "devices.json").write_text("{") and ["capture", "rgb", str(t / "rgb"), "--sim", str(t)])
+
+
 @pytest.mark.parametrize("bad", CASES, ids=[c.name for c in CASES])
 def test_bad_input(world: World, tmp_path: Path, bad: Case):
     argv = bad.setup(world, tmp_path)

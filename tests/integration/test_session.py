@@ -188,3 +188,15 @@ def test_batch_command_captures_a_plan_and_resumes(tmp_path: Path, bench, capsys
     plan.write_text("category,sample_id\nnut,1\nnut,1\n")
     assert main(args) == 2
     assert "planned twice" in capsys.readouterr().err
+
+
+def test_a_device_that_does_not_open_leaves_no_partial_sample(tmp_path: Path, bench):
+    """Pre-flight: the robot simulator is gone before the capture starts; nothing heats, nothing is written."""
+    state, processes = bench
+    processes["robot"].kill()
+    edges_before = len(read_edge_log(state.heater_edge_log)) if state.heater_edge_log.exists() else 0
+    with pytest.raises(MulsenError):
+        _session(tmp_path, state).capture(SampleRequest("nut", "001", part=str(PART)))
+    assert not (tmp_path / "captures" / ".partial").exists()
+    edges = read_edge_log(state.heater_edge_log) if state.heater_edge_log.exists() else []
+    assert not any(edge["on"] for edge in edges[edges_before:])  # the heater never switched on

@@ -17,7 +17,7 @@ from mulsen.acquisition.heater import OVERTEMPERATURE, HeaterRefused, SerialHeat
 from mulsen.acquisition.steps import record_ir
 from mulsen.acquisition.thermography import LockInSettings, run_lockin
 from mulsen.core.atomic import atomic_folder
-from mulsen.core.errors import DeviceError
+from mulsen.core.errors import DeviceError, MulsenError
 from mulsen.hardware_mocks.devices import SimBench, running_simulators
 from mulsen.hardware_mocks.heater_sim import HeaterModel, read_edge_log
 from mulsen.hardware_mocks.processes import SimulatorProcess
@@ -233,4 +233,7 @@ def test_capture_ir_command_writes_tagged_tiffs_and_the_mulsen_png(tmp_path: Pat
     assert frames.dtype == np.uint16 and frames.shape[1:] == (120, 160)
     assert len(np.loadtxt(folder / "ir_frames.times.txt")) == frames.shape[0] == record["frames"]["count"]
     assert (tmp_path / "rgb" / "rgb.png").exists()
-    assert SimBench.load(tmp_path / "bench").part == PART
+    # the simulators stopped with their run: no state points at them any more
+    assert not (tmp_path / "bench" / "devices.json").exists() and not (tmp_path / "bench" / "heater.tty").exists()
+    with pytest.raises(MulsenError, match="no simulator state"):
+        SimBench.load(tmp_path / "bench")
