@@ -35,7 +35,7 @@ from .captures import CAPTURE_FILE, CaptureRecord
 from .formats import read_ir, read_pc_gt, read_rgb
 from .meshio import read_stl, stable_mesh, write_stl
 from .records import GOOD, Mesh, SampleContent, Split
-from .writer import PROVENANCE_DIR, DatasetWriter
+from .writer import CUT_CAPTURE, PROVENANCE_DIR, DatasetWriter
 
 logger = logging.getLogger(__name__)
 MERGED_NAME = "pointcloud.stl"
@@ -201,7 +201,7 @@ def already_built(out: Path) -> set[str]:
             except ValueError:
                 if number == len(lines) and not text.endswith("\n"):
                     # the last entry was cut by a crash mid-append: its capture name comes first (sorted keys)
-                    found = re.search(r'"capture": "([^"]+)"', line)
+                    found = CUT_CAPTURE.search(line)
                     logger.warning("%s: last line is cut short (an interrupted build)%s", log,
                                    f"; {found.group(1)} counts as built" if found else "")
                     if found:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from .reader import match_points_to_vertices
 from .records import GOOD, MODALITIES, MODALITY_DIRS, SAMPLE_EXT, ModalityLabels, SampleContent, SampleKey, Split
 
 PROVENANCE_DIR = "_provenance"
+CUT_CAPTURE = re.compile(r'"capture": "([^"]+)"')  # what a cut provenance entry still names (keys are sorted)
 
 
 class DatasetWriter:
@@ -111,11 +113,14 @@ class DatasetWriter:
         entry = {"sample": str(key), **provenance}
         line = json.dumps(entry, sort_keys=True, default=_jsonable) + "\n"
         with open(path, "a+b") as handle:
-            handle.seek(0, 2)
-            if handle.tell():  # a line cut by an earlier crash is closed first, never continued
-                handle.seek(-1, 2)
-                if handle.read(1) != b"\n":
-                    line = "\n" + line
+            handle.seek(0)
+            text = handle.read()
+            if text and not text.endswith(b"\n"):  # an entry cut by an earlier crash: replaced, never continued
+                start = text.rfind(b"\n") + 1
+                handle.truncate(start)
+                found = CUT_CAPTURE.search(text[start:].decode("utf-8", errors="replace"))
+                if found:
+                    line = json.dumps({"capture": found.group(1), "recovered": "entry cut by a crash"}) + "\n" + line
             handle.write(line.encode("utf-8"))  # one write: a crash cuts at most this line
 
 

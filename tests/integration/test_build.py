@@ -347,3 +347,25 @@ def test_build_refuses_conflicting_or_untyped_annotations(tmp_path: Path):
     (folder / "sample.json").write_text('{"defect": "hole"}')
     report = build_dataset(captures, annotations, tmp_path / "out")
     assert report.added == {"nut/test/hole": 1}
+
+
+def test_a_provenance_log_cut_by_a_crash_is_recovered_and_closed(tmp_path: Path, caplog):
+    from mulsen.dataset.build import already_built
+    from mulsen.dataset.writer import PROVENANCE_DIR, DatasetWriter
+    from tests.conftest import make_content
+
+    writer = DatasetWriter(tmp_path / "ds")
+    for i, capture in enumerate(("nut/001", "nut/002")):
+        content = make_content(seed=i)
+        writer.add("nut", "train", "good", type(content)(**{**content.__dict__, "provenance": {"capture": capture}}))
+    log = tmp_path / "ds" / PROVENANCE_DIR / "nut.jsonl"
+    text = log.read_text()
+    log.write_text(text[: len(text) - 12])  # the second entry cut mid-append
+    assert already_built(tmp_path / "ds") == {"nut/001", "nut/002"}
+    assert "last line is cut short" in caplog.text
+    content = make_content(seed=5)
+    writer.add("nut", "train", "good", type(content)(**{**content.__dict__, "provenance": {"capture": "nut/003"}}))
+    assert already_built(tmp_path / "ds") == {"nut/001", "nut/002", "nut/003"}  # the cut line was closed first
+    log.write_text('{"capture": "nut/001"}\n[1, 2]\n{"capture": "nut/002"}\n')  # edited by hand
+    with pytest.raises(DataFormatError, match=r"nut.jsonl: line 2 is not a JSON object"):
+        already_built(tmp_path / "ds")
