@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from .detect import Detection, DetectionReport, load_capture
     from .evaluate import CategoryResult, EvaluationResults, evaluate_category
     from .features import ImageFeatureConfig, PointFeatureConfig
+    from .inspector import Detector
     from .memory_bank import MemoryBank
     from .metrics import aupr, aupro, auroc, f1_max
     from .model import TripleADModel
@@ -21,6 +22,7 @@ _EXPORTS = {
     "ImageFeatureConfig": "features",
     "PointFeatureConfig": "features",
     "TripleADModel": "model",
+    "Detector": "inspector",
     "Detection": "detect",
     "DetectionReport": "detect",
     "load_capture": "detect",
@@ -34,8 +36,8 @@ _EXPORTS = {
     "f1_max": "metrics",
 }
 __all__ = [
-    "CategoryResult", "Detection", "DetectionReport", "DetectorConfig", "EvaluationResults", "ImageFeatureConfig",
-    "MemoryBank", "PointFeatureConfig", "TripleADModel", "all_combinations", "aupr", "aupro", "auroc", "combo_name",
-    "evaluate_category", "f1_max", "load_capture", "parse_modalities",
+    "CategoryResult", "Detection", "DetectionReport", "Detector", "DetectorConfig", "EvaluationResults",
+    "ImageFeatureConfig", "MemoryBank", "PointFeatureConfig", "TripleADModel", "all_combinations", "aupr", "aupro",
+    "auroc", "combo_name", "evaluate_category", "f1_max", "load_capture", "parse_modalities",
 ]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -12,6 +12,77 @@ from mulsen.core.records import Record
 from mulsen.dataset.records import SampleData
 
 CAPTURE_FILES = ("rgb.png", "infrared.png", "pointcloud.stl")
+# how far an input may stray from the training data before its verdict is flagged unreliable
+VERTEX_FACTOR = 2.0  # vertex count within [min / 2, max * 2] of the training meshes
+RADIUS_TOLERANCE = 0.25  # part radius (RMS, mm) within 25 % of the training range
+FAR_SCORE_Z = 30.0  # a modality score this many held-out standard deviations out: not a part like these
+
+
+@dataclass(frozen=True)
+class SampleShape:
+    """What one sample looks like to the detector: image sizes, mesh size and part radius (RMS, mm)."""
+
+    rgb_size: tuple[int, int]  # height, width
+    ir_size: tuple[int, int]
+    vertices: int
+    radius_mm: float
+
+    @classmethod
+    def of(cls, data: SampleData) -> SampleShape:
+        vertices = np.asarray(data.mesh.vertices, float)
+        centred = vertices - vertices.mean(axis=0) if len(vertices) else vertices
+        radius = float(np.sqrt((centred ** 2).sum(axis=1).mean())) if len(vertices) else 0.0
+        return cls((int(data.rgb.shape[0]), int(data.rgb.shape[1])),
+                   (int(data.infrared.shape[0]), int(data.infrared.shape[1])), len(vertices), radius)
+
+
+@dataclass(frozen=True)
+class InputProfile:
+    """The range of inputs a model was trained on (``model.json``), to flag inputs unlike them."""
+
+    rgb_sizes: tuple[tuple[int, int], ...]
+    ir_sizes: tuple[tuple[int, int], ...]
+    vertices: tuple[int, int]  # min, max
+    radius_mm: tuple[float, float]  # min, max
+
+    @classmethod
+    def of(cls, shapes: list[SampleShape]) -> InputProfile:
+        if not shapes:
+            raise MulsenError("no training samples to profile")
+        return cls(tuple(sorted({s.rgb_size for s in shapes})), tuple(sorted({s.ir_size for s in shapes})),
+                   (min(s.vertices for s in shapes), max(s.vertices for s in shapes)),
+                   (round(min(s.radius_mm for s in shapes), 4), round(max(s.radius_mm for s in shapes), 4)))
+
+    def warnings(self, shape: SampleShape, modalities: tuple[str, ...]) -> list[str]:
+        """One line per way the sample differs from every training sample."""
+        out = []
+        if "rgb" in modalities and shape.rgb_size not in self.rgb_sizes:
+            out.append(f"RGB image is {_size(shape.rgb_size)}, the model was trained on {_sizes(self.rgb_sizes)}")
+        if "infrared" in modalities and shape.ir_size not in self.ir_sizes:
+            out.append(f"IR image is {_size(shape.ir_size)}, the model was trained on {_sizes(self.ir_sizes)}")
+        if "pointcloud" in modalities:
+            low, high = self.vertices
+            if not low / VERTEX_FACTOR <= shape.vertices <= high * VERTEX_FACTOR:
+                out.append(f"mesh has {shape.vertices} vertices, the training meshes {low}-{high}")
+            low_r, high_r = self.radius_mm
+            if not low_r * (1 - RADIUS_TOLERANCE) <= shape.radius_mm <= high_r * (1 + RADIUS_TOLERANCE):
+                out.append(f"part radius {shape.radius_mm:.3g} mm, the training parts {low_r:.3g}-{high_r:.3g} mm "
+                           "(another part, or another length unit?)")
+        return out
+
+
+def _size(size: tuple[int, int]) -> str:
+    return f"{size[1]}x{size[0]}"
+
+
+def _sizes(sizes: tuple[tuple[int, int], ...]) -> str:
+    return ", ".join(_size(s) for s in sizes)
+
+
+def score_warnings(normalised: dict[str, float]) -> list[str]:
+    """Modalities whose score lies so far beyond the held-out normals that the input is probably unlike them."""
+    return [f"{m} score is {z:.0f} standard deviations above the held-out normals (input unlike the training "
+            "data?)" for m, z in normalised.items() if np.isfinite(z) and z > FAR_SCORE_Z]
 
 
 @dataclass(frozen=True)
@@ -28,6 +99,11 @@ class Detection:
     threshold: float
     false_alarm_rate: float
     maps: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # anomaly maps: pixels or vertices
+    warnings: tuple[str, ...] = ()  # why the verdict may not be trusted (input unlike the training data)
+
+    @property
+    def reliable(self) -> bool:
+        return not self.warnings
 
     @property
     def anomalous(self) -> bool:
@@ -37,9 +113,20 @@ class Detection:
     def decision(self) -> str:
         return "anomalous" if self.anomalous else "normal"
 
-    def report(self, files: dict[str, str] | None = None) -> DetectionReport:
+    def report(self, files: dict[str, str] | None = None, model: ModelIdentity | None = None) -> DetectionReport:
         return DetectionReport(self.sample, self.category, self.modalities, self.scores, self.normalised, self.fused,
-                               self.fusion, self.threshold, self.false_alarm_rate, self.decision, files or {})
+                               self.fusion, self.threshold, self.false_alarm_rate, self.decision, files or {},
+                               self.reliable, self.warnings, model)
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which model judged: its folder, category, arrays hash and the toolkit that trained it."""
+
+    folder: str
+    category: str
+    arrays_sha256: str
+    toolkit_version: str
 
 
 @dataclass(frozen=True)
@@ -47,7 +134,7 @@ class DetectionReport(Record):
     """``<name>.json`` written by ``mulsen detect``."""
 
     FORMAT = "mulsen-detection"
-    VERSION = 1
+    VERSION = 2  # 2: reliability, warnings and the model's identity
     WHAT = "detection report"
 
     sample: str
@@ -60,11 +147,23 @@ class DetectionReport(Record):
     threshold: float
     false_alarm_rate: float
     decision: str
-    overlays: dict[str, str] = field(default_factory=dict)  # modality -> overlay PNG
+    files: dict[str, str] = field(default_factory=dict)  # modality -> overlay PNG or per-vertex score PLY
+    reliable: bool = True
+    warnings: tuple[str, ...] = ()
+    model: ModelIdentity | None = None
 
 
-def load_capture(folder: Path) -> SampleData:
-    """A capture folder (rgb.png, infrared.png, pointcloud.stl) -> SampleData without ground truth."""
+def capture_category(folder: Path) -> str | None:
+    """The category a capture folder's ``capture.json`` names (None for a folder without one)."""
+    from mulsen.dataset.captures import CAPTURE_FILE, CaptureRecord
+
+    path = folder / CAPTURE_FILE
+    return CaptureRecord.read(path).request.category if path.exists() else None
+
+
+def load_capture(folder: Path, merge: bool = True) -> SampleData:
+    """A capture folder (rgb.png, infrared.png, pointcloud.stl) -> SampleData without ground truth; a capture
+    with only its two scans is merged first (``merge``)."""
     from mulsen.dataset.formats import read_ir, read_rgb
     from mulsen.dataset.meshio import read_stl
     from mulsen.dataset.records import ModalityLabels, SampleKey, SampleRecord, Split
@@ -72,9 +171,14 @@ def load_capture(folder: Path) -> SampleData:
     paths = {name: folder / name for name in CAPTURE_FILES}
     if not folder.is_dir():
         raise MulsenError(f"{folder}: capture folder not found")
+    if merge and not paths["pointcloud.stl"].exists() and any(folder.glob("scan_a.*")):
+        from mulsen.dataset.build import merge_capture
+
+        merge_capture(folder)  # a fresh capture: the same aligner and gates as 'mulsen dataset merge'
     missing = [n for n, p in paths.items() if not (p.exists() or p.is_symlink())]  # the readers judge the rest
     if missing:
-        raise MulsenError(f"{folder}: capture folder lacks {', '.join(missing)}")
+        hint = " (merge its scan_a/scan_b with 'mulsen dataset merge')" if missing == ["pointcloud.stl"] else ""
+        raise MulsenError(f"{folder}: capture folder lacks {', '.join(missing)}{hint}")
     rgb, ir, mesh = read_rgb(paths["rgb.png"]), read_ir(paths["infrared.png"]), read_stl(paths["pointcloud.stl"])
     record = SampleRecord(SampleKey("capture", Split.TEST, "unknown", 0), paths["rgb.png"], paths["infrared.png"],
                           paths["pointcloud.stl"], ModalityLabels())

@@ -16,10 +16,36 @@ from mulsen.dataset.reader import MulsenDataset
 from mulsen.dataset.records import Split
 
 from .config import SHORT, combo_name
-from .metrics import aupr, aupro, auroc, f1_max
+from .metrics import aupr, aupro, auroc, f1_max, mesh_components
 from .model import TripleADModel
 
 PIXEL_METRIC_WIDTH = 256  # maps and masks are compared at this width, like the official 224 px protocol
+
+
+@dataclass(frozen=True)
+class SampleScore:
+    """One test sample: its label, raw score per modality, and per combination the fused score and verdict."""
+
+    sample: str
+    label: int
+    scores: dict[str, float]
+    fused: dict[str, float]
+    anomalous: dict[str, bool]
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """Verdicts at the model's calibrated threshold against the object labels."""
+
+    true_positive: int
+    false_positive: int
+    true_negative: int
+    false_negative: int
+
+    @property
+    def accuracy(self) -> float:
+        total = self.true_positive + self.false_positive + self.true_negative + self.false_negative
+        return (self.true_positive + self.true_negative) / total if total else float("nan")
 
 
 @dataclass
@@ -29,6 +55,8 @@ class CategoryResult:
     localisation: dict[str, dict[str, float]] = field(default_factory=dict)  # modality -> metric -> value
     # a modality's own score against its own label column: defect samples it cannot see count as negatives
     modality_auroc: dict[str, float] = field(default_factory=dict)
+    confusion: dict[str, Confusion] = field(default_factory=dict)  # combination name -> at the model's threshold
+    samples: list[SampleScore] = field(default_factory=list)
 
 
 def _json_number(value: float) -> float | None:
@@ -43,6 +71,7 @@ class CategoryEntry:
     object_auroc: dict[str, float | None]
     localisation: dict[str, dict[str, float | None]]
     modality_auroc: dict[str, float | None] = field(default_factory=dict)
+    confusion: dict[str, Confusion] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -50,17 +79,25 @@ class EvaluationResults(Record):
     """``results.json`` of ``mulsen evaluate``."""
 
     FORMAT = "mulsen-evaluation"
-    VERSION = 1
+    VERSION = 2  # 2: confusion at the model's threshold, categories without a model
     WHAT = "evaluation results"
 
     categories: tuple[CategoryEntry, ...]
+    missing_models: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, results: list[CategoryResult]) -> EvaluationResults:
+    def migrate(cls, data: dict) -> dict:
+        if data.get("format") == f"{cls.FORMAT}/1":
+            return {**data, "format": cls.tag()}
+        return super().migrate(data)
+
+    @classmethod
+    def of(cls, results: list[CategoryResult], missing: tuple[str, ...] = ()) -> EvaluationResults:
         return cls(tuple(CategoryEntry(r.category, {k: _json_number(v) for k, v in r.object_auroc.items()},
                                        {m: {k: _json_number(v) for k, v in metrics.items()}
                                         for m, metrics in r.localisation.items()},
-                                       {m: _json_number(v) for m, v in r.modality_auroc.items()}) for r in results))
+                                       {m: _json_number(v) for m, v in r.modality_auroc.items()},
+                                       dict(r.confusion)) for r in results), missing)
 
 
 def _shrink(array: np.ndarray, width: int, nearest: bool) -> np.ndarray:
@@ -78,14 +115,18 @@ def evaluate_category(dataset: MulsenDataset, model: TripleADModel, combos: list
                       fusion: str | None = None, progress=None) -> CategoryResult:
     records = dataset.records(model.category, Split.TEST)
     modalities = sorted({m for c in combos for m in c}, key=model.config.modalities.index)
-    labels, scores = [], []
+    labels, scores, names = [], [], []
     own_labels: dict[str, list[int]] = {m: [] for m in modalities}
     maps: dict[str, list[np.ndarray]] = {m: [] for m in modalities}
     masks: dict[str, list[np.ndarray]] = {m: [] for m in modalities}
+    regions: list[np.ndarray] = []  # connected defect regions on each mesh, for the point-cloud AUPRO
     for rec in progress(records, len(records)) if progress else records:
         data = dataset.load(rec)
         result = model.score(data, tuple(modalities))
+        names.append(str(rec.key))
         labels.append(rec.labels.label_or)
+        if "pointcloud" in modalities:
+            regions.append(mesh_components(data.pc_mask, data.mesh.faces))
         for m in modalities:
             own_labels[m].append(rec.labels.of(m))
         scores.append({m: r.score for m, r in result.items()})
@@ -98,16 +139,27 @@ def evaluate_category(dataset: MulsenDataset, model: TripleADModel, combos: list
             masks[m].append(gt)
     out = CategoryResult(model.category)
     y = np.array(labels)
+    fused_by: dict[str, list[float]] = {}
+    verdicts: dict[str, list[bool]] = {}
     for combo in combos:
-        fused = [model.fuse(s, combo, fusion) for s in scores]
-        out.object_auroc[combo_name(combo)] = auroc(y, np.array(fused))
+        name = combo_name(combo)
+        fused_by[name] = [model.fuse(s, combo, fusion) for s in scores]
+        threshold = model.threshold(combo, fusion)
+        verdicts[name] = [f > threshold for f in fused_by[name]]
+        out.object_auroc[name] = auroc(y, np.array(fused_by[name]))
+        said, truth = np.array(verdicts[name], bool), y.astype(bool)
+        out.confusion[name] = Confusion(int((said & truth).sum()), int((said & ~truth).sum()),
+                                        int((~said & ~truth).sum()), int((~said & truth).sum()))
+    out.samples = [SampleScore(names[i], int(labels[i]), {SHORT[m]: float(v) for m, v in scores[i].items()},
+                               {n: float(f[i]) for n, f in fused_by.items()},
+                               {n: bool(v[i]) for n, v in verdicts.items()}) for i in range(len(names))]
     for m in modalities:
         out.modality_auroc[SHORT[m]] = auroc(np.array(own_labels[m]), np.array([s[m] for s in scores]))
         flat_gt = np.concatenate([g.ravel() for g in masks[m]])
         flat_map = np.concatenate([a.ravel() for a in maps[m]])
         out.localisation[SHORT[m]] = {
             "auroc": auroc(flat_gt, flat_map), "f1_max": f1_max(flat_gt, flat_map), "aupr": aupr(flat_gt, flat_map),
-            "aupro": aupro(masks[m], maps[m]) if m != "pointcloud" else float("nan"),
+            "aupro": aupro(masks[m], maps[m], labelled=regions if m == "pointcloud" else None),
         }
     return out
 
@@ -158,9 +210,34 @@ def _format(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
 
 
-def write_results(results: list[CategoryResult], out: Path) -> None:
+def confusion_table(results: list[CategoryResult]) -> str:
+    """Verdicts at each model's calibrated threshold: TP/FP/TN/FN and accuracy per combination, all categories."""
+    names = list(results[0].confusion)
+    rows = []
+    for n in names:
+        total = [sum(getattr(r.confusion[n], f) for r in results)
+                 for f in ("true_positive", "false_positive", "true_negative", "false_negative")]
+        cm = Confusion(*total)
+        rows.append([n, *(str(v) for v in total), f"{cm.accuracy:.3f}"])
+    return _format(["combination", "TP", "FP", "TN", "FN", "accuracy"], rows)
+
+
+def write_results(results: list[CategoryResult], out: Path, missing: tuple[str, ...] = ()) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    EvaluationResults.of(results).write(out / "results.json")
+    EvaluationResults.of(results, missing).write(out / "results.json")
+    samples = io.StringIO()
+    table = csv.writer(samples, lineterminator="\n")
+    names = list(results[0].object_auroc)
+    modality_names = list(results[0].modality_auroc)
+    table.writerow(["category", "sample", "label", *modality_names, *(f"{n} fused" for n in names),
+                    *(f"{n} verdict" for n in names)])
+    for r in results:
+        for sample in r.samples:
+            table.writerow([r.category, sample.sample, sample.label,
+                            *(f"{sample.scores[m]:.6g}" for m in modality_names),
+                            *(f"{sample.fused[n]:.6g}" for n in names),
+                            *("anomalous" if sample.anomalous[n] else "normal" for n in names)])
+    atomic_write_text(out / "per_sample.csv", samples.getvalue())
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     names = list(results[0].object_auroc)

@@ -38,15 +38,39 @@ def f1_max(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((2 * precision * recall / np.clip(precision + recall, 1e-12, None)).max())
 
 
-def aupro(masks: list[np.ndarray], maps: list[np.ndarray], fpr_limit: float = 0.3, steps: int = 200) -> float:
+def mesh_components(mask: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Connected regions of the masked vertices of a mesh (0: unmasked, 1..n: regions), joined by face edges."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    mask = np.asarray(mask, bool)
+    faces = np.asarray(faces, np.int64)
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]) if len(faces) else \
+        np.zeros((0, 2), np.int64)
+    edges = edges[mask[edges[:, 0]] & mask[edges[:, 1]]]
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(len(mask), len(mask)))
+    _, component = connected_components(graph, directed=False)
+    labels = np.zeros(len(mask), np.int64)
+    _, labels[mask] = np.unique(component[mask], return_inverse=True)
+    labels[mask] += 1
+    return labels
+
+
+def aupro(masks: list[np.ndarray], maps: list[np.ndarray], fpr_limit: float = 0.3, steps: int = 200,
+          labelled: list[np.ndarray] | None = None) -> float:
     """Area under the per-region-overlap curve up to ``fpr_limit``, normalised to [0, 1].
 
-    Regions are the connected components of each ground-truth mask; FPR is over all normal pixels.
+    Regions are the connected components of each ground-truth mask (pixels: 4-connected ``ndimage.label``;
+    meshes: pass ``labelled`` from ``mesh_components``); FPR is over all normal pixels or
+    vertices.
     """
     regions = []
     for k, mask in enumerate(masks):
-        labelled, count = ndimage.label(mask)
-        regions += [(k, labelled == r) for r in range(1, count + 1)]
+        if labelled is not None:
+            components, count = labelled[k], int(labelled[k].max(initial=0))
+        else:
+            components, count = ndimage.label(mask)
+        regions += [(k, components == r) for r in range(1, count + 1)]
     if not regions:
         return float("nan")
     normal_scores = np.concatenate([m[~g] for m, g in zip(maps, masks, strict=True)])

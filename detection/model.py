@@ -25,7 +25,7 @@ from .config import (
     combo_name,
     parse_modalities,
 )
-from .detect import Detection
+from .detect import Detection, InputProfile, ModelIdentity, SampleShape, score_warnings
 from .fusion import Calibration, gate_weights
 from .memory_bank import MemoryBank
 from .persistence import load_model, save_model
@@ -45,13 +45,15 @@ class TripleADModel:
         self.banks: dict[str, MemoryBank] = {}
         self.calibration = Calibration(config.modalities, np.zeros((0, len(config.modalities))),
                                        np.zeros((0, len(config.modalities))))
+        self.inputs: InputProfile | None = None  # what it was trained on (None: a model saved before profiles)
+        self.identity: ModelIdentity | None = None  # set when loaded from a folder
 
     # -- training -----------------------------------------------------------------
     def fit(self, load: Callable[[Any], SampleData], records: Sequence[Any], progress: Progress | None = None,
             workers: int = WORKERS) -> TripleADModel:
         """Build the banks from most training normals, calibrate on the held-out rest."""
         try:
-            self.banks, self.calibration = train_banks(load, records, self.config, progress, workers)
+            self.banks, self.calibration, self.inputs = train_banks(load, records, self.config, progress, workers)
             if self.config.fusion == "gate" and len(self.config.modalities) > 1:  # refuse a degenerate gate now
                 self.calibration.gate(self.config.modalities, self.config)
         except MulsenError as exc:
@@ -96,19 +98,23 @@ class TripleADModel:
         rate = self.config.false_alarm_rate if false_alarm_rate is None else false_alarm_rate
         results = self.score(data)
         raw = {m: r.score for m, r in results.items()}
-        return Detection(sample or str(data.record.rgb_path.parent), self.category, combo, raw, self.normalise(raw),
+        normalised = self.normalise(raw)
+        warnings = self.inputs.warnings(SampleShape.of(data), combo) if self.inputs else []
+        return Detection(sample or str(data.record.rgb_path.parent), self.category, combo, raw, normalised,
                          self.fuse(raw, combo), self.config.fusion, self.threshold(combo, false_alarm_rate=rate),
-                         rate, {m: r.anomaly_map for m, r in results.items()})
+                         rate, {m: r.anomaly_map for m, r in results.items()},
+                         tuple(warnings + score_warnings(normalised)))
 
     # -- persistence ---------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
-        return save_model(folder, self.category, self.config, self.banks, self.calibration)
+        return save_model(folder, self.category, self.config, self.banks, self.calibration, self.inputs)
 
     @classmethod
     def load(cls, folder: str | Path, modalities: tuple[str, ...] | None = None, device: str | None = None
              ) -> TripleADModel:
         """A saved model; ``device`` (cpu, cuda) overrides the one it was trained on."""
-        category, config, banks, calibration = load_model(folder, modalities, device)
-        model = cls(category, config)
-        model.banks, model.calibration = banks, calibration
+        loaded = load_model(folder, modalities, device)
+        model = cls(loaded.category, loaded.config)
+        model.banks, model.calibration, model.inputs = loaded.banks, loaded.calibration, loaded.inputs
+        model.identity = ModelIdentity(str(folder), loaded.category, loaded.arrays_sha256, loaded.toolkit_version)
         return model

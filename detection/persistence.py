@@ -22,6 +22,7 @@ from mulsen.core.errors import DataFormatError, MulsenError
 from mulsen.core.records import Record, RecordError
 
 from .config import DetectorConfig
+from .detect import InputProfile
 from .features import RANDOM_WEIGHTS
 from .fusion import Calibration
 from .memory_bank import MemoryBank
@@ -58,6 +59,7 @@ class ModelRecord(Record):
     arrays_sha256: str
     toolkit_version: str = __version__
     weights: dict[str, WeightsFile] = field(default_factory=dict)  # "image" | "infrared" | "points" -> file
+    inputs: InputProfile | None = None  # the range of inputs it was trained on (absent in older models)
 
     @classmethod
     def migrate(cls, data: dict[str, Any]) -> dict[str, Any]:
@@ -142,8 +144,19 @@ def _resolved(extractor, folder: Path, name: str, record: ModelRecord, device: s
     return dataclasses.replace(extractor, **changes) if changes else extractor
 
 
+@dataclass(frozen=True)
+class LoadedModel:
+    category: str
+    config: DetectorConfig
+    banks: dict[str, MemoryBank]
+    calibration: Calibration
+    inputs: InputProfile | None
+    arrays_sha256: str
+    toolkit_version: str
+
+
 def save_model(folder: str | Path, category: str, config: DetectorConfig, banks: dict[str, MemoryBank],
-               calibration: Calibration) -> Path:
+               calibration: Calibration, inputs: InputProfile | None = None) -> Path:
     from safetensors.numpy import save_file
 
     folder = Path(folder)
@@ -163,13 +176,13 @@ def save_model(folder: str | Path, category: str, config: DetectorConfig, banks:
                                    infrared=_portable(config.infrared, folder, "infrared", weights),
                                    points=_portable(config.points, folder, "points", weights))
     ModelRecord(category, portable, {m: len(b.features) for m, b in banks.items()}, digest,
-                weights=weights).write(folder / MODEL_FILE)
+                weights=weights, inputs=inputs).write(folder / MODEL_FILE)
     return folder
 
 
 def load_model(folder: str | Path, modalities: tuple[str, ...] | None = None, device: str | None = None
-               ) -> tuple[str, DetectorConfig, dict[str, MemoryBank], Calibration]:
-    """(category, config, banks, calibration) of a model folder; ``device`` overrides the saved one."""
+               ) -> LoadedModel:
+    """Everything a model folder holds, checked; ``device`` overrides the one it was trained on."""
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
@@ -208,5 +221,6 @@ def load_model(folder: str | Path, modalities: tuple[str, ...] | None = None, de
         raise MulsenError(f"{folder}: model arrays do not match {MODEL_FILE} ({exc})") from None
     if calibration.holdout_scores.shape[1:] != (len(config.modalities),):
         raise MulsenError(f"{folder}: model arrays do not match {MODEL_FILE} (calibration scores)")
-    return record.category, config, banks, calibration
+    return LoadedModel(record.category, config, banks, calibration, record.inputs, record.arrays_sha256,
+                       record.toolkit_version)
 

@@ -16,6 +16,7 @@ from mulsen.core.errors import MulsenError
 from mulsen.dataset.records import SampleData
 
 from .config import DetectorConfig
+from .detect import InputProfile, SampleShape
 from .fusion import Calibration
 from .memory_bank import MemoryBank
 from .scoring import extract, fit_bank, object_score, patch_scores
@@ -38,13 +39,16 @@ def holdout_split(count: int, config: DetectorConfig) -> tuple[np.ndarray, np.nd
 
 def train_banks(load: Callable[[T], SampleData], records: Sequence[T], config: DetectorConfig,
                 progress: Progress | None = None, workers: int = WORKERS
-                ) -> tuple[dict[str, MemoryBank], Calibration]:
-    """Banks from most training normals, calibration scores from the held-out rest; results keep record order."""
+                ) -> tuple[dict[str, MemoryBank], Calibration, InputProfile]:
+    """Banks from most training normals, calibration scores from the held-out rest, and the range of inputs
+    seen; results keep record order."""
     hold_idx, bank_idx = holdout_split(len(records), config)
     modalities = config.modalities
+    shapes: dict[int, SampleShape] = {}
 
     def extract_all(i: int) -> dict[str, tuple[np.ndarray, Any]]:
         data = load(records[i])
+        shapes[i] = SampleShape.of(data)
         return {m: extract(m, data, config) for m in modalities}
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -67,4 +71,4 @@ def train_banks(load: Callable[[T], SampleData], records: Sequence[T], config: D
     del bank_cache
     with ThreadPoolExecutor(max_workers=workers) as pool:
         holdout = np.array(list(pool.map(lambda i: row(extract_all(i)), list(hold_idx))))
-    return banks, Calibration(modalities, holdout, insample)
+    return banks, Calibration(modalities, holdout, insample), InputProfile.of([shapes[i] for i in sorted(shapes)])

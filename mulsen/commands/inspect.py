@@ -63,20 +63,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--all-combinations", action="store_true", help="single, dual and triple (Table 5)")
     ev.add_argument("--fusion", choices=FUSIONS, default=None, help="override the model's fusion")
     ev.add_argument("--category", action="append", help="only these categories")
-    ev.add_argument("--out", type=Path, help="folder for results.json and object_auroc.csv")
+    ev.add_argument("--out", type=Path, help="folder for results.json, object_auroc.csv and per_sample.csv")
+    ev.add_argument("--strict", action="store_true",
+                    help="refuse to start when a category has no model (default: evaluate the others and list it)")
     ev.set_defaults(handler=_evaluate)
 
     de = sub.add_parser("detect", help="inspect freshly acquired parts with a trained model",
                         description="Score one or more samples: per-modality scores, the fused score, a "
                         "normal/anomalous decision against a threshold calibrated on held-out normals, anomaly-map "
-                        "overlay PNGs and a JSON result per sample. A SAMPLE is a folder holding rgb.png, "
-                        "infrared.png and pointcloud.stl (a capture folder).")
+                        "overlay PNGs, per-vertex point-cloud scores (PLY) and a JSON report per sample. A SAMPLE "
+                        "is a capture folder holding rgb.png, infrared.png and pointcloud.stl; a fresh capture "
+                        "with only scan_a/scan_b is merged first (the gates of 'mulsen dataset merge'). Results go "
+                        "to OUT/<the sample's path below the samples' common folder>/, so samples of the same name "
+                        "never overwrite each other. A verdict on an input unlike the training data (image size, "
+                        "mesh size, part size, scores far beyond the held-out normals) is flagged unreliable, "
+                        "with the reason.",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     de.add_argument("samples", nargs="+", type=Path, metavar="SAMPLE")
     de.add_argument("--model", type=Path, required=True, help="a category's model folder")
     de.add_argument("--false-alarm-rate", type=float, default=None,
                     help="override the model's calibrated false-alarm rate (saved at training)")
     de.add_argument("--out", type=Path, default=Path("detections"),
-                    help="folder for the JSON report and overlays of each sample (default ./detections)")
+                    help="folder for the reports, overlays and point-cloud scores")
+    de.add_argument("--force", action="store_true",
+                    help="judge captures whose capture.json names another category than the model's")
     de.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
                     help="where pretrained networks run, overriding the model's (default: as trained; auto: cuda "
                     "when available); the weight-free detector always runs on the CPU")
@@ -126,7 +136,17 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from mulsen.detection.evaluate import evaluate_category, modality_table, table5, table6, write_results
+    import sys
+
+    from mulsen.core.errors import MulsenError
+    from mulsen.detection.evaluate import (
+        confusion_table,
+        evaluate_category,
+        modality_table,
+        table5,
+        table6,
+        write_results,
+    )
     from mulsen.detection.model import TripleADModel
 
     ds = _dataset(args.dataset)
@@ -134,8 +154,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     combos = all_combinations(modalities) if args.all_combinations else [modalities]
     if args.out:
         output_folder(args.out, "results folder")
+    if not args.models.is_dir():
+        raise MulsenError(f"{args.models}: models folder not found")
+    categories = args.category or ds.categories
+    missing = tuple(c for c in categories if not (args.models / c).is_dir())
+    if missing and (args.strict or len(missing) == len(categories)):
+        raise MulsenError(f"{args.models}: no model for {', '.join(missing)} (train it with 'mulsen train')")
     results = []
-    for category in args.category or ds.categories:
+    for category in categories:
+        if category in missing:
+            continue
         model = TripleADModel.load(args.models / category, modalities)
         results.append(evaluate_category(ds, model, combos, args.fusion, progress=bar(f"evaluate {category}")))
     print("Object-level AUROC (single = raw score; dual/triple = fused)")
@@ -143,43 +171,47 @@ def _evaluate(args: argparse.Namespace) -> int:
     print("\nModality-specific object AUROC (each modality against its own labels; defects it cannot see count "
           "as normal)")
     print(modality_table(results))
+    print("\nVerdicts at each model's calibrated threshold (all categories)")
+    print(confusion_table(results))
     print("\nLocalisation per modality")
     print(table6(results))
     if args.out:
-        write_results(results, args.out)
-        print(f"\nwrote {args.out / 'results.json'} and {args.out / 'object_auroc.csv'}")
+        write_results(results, args.out, missing)
+        print(f"\nwrote {args.out / 'results.json'}, {args.out / 'object_auroc.csv'} and "
+              f"{args.out / 'per_sample.csv'}")
+    if missing:
+        print(f"warning: no model for {', '.join(missing)} in {args.models}; evaluated the other categories "
+              "(--strict refuses)", file=sys.stderr)
     return 0
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from mulsen.dataset.formats import write_png
-    from mulsen.detection.detect import load_capture, overlay
-    from mulsen.detection.model import TripleADModel
+    import os
+
+    from mulsen.detection.inspector import Detector, write_detection
 
     device = None
     if args.device is not None:
         from mulsen.detection.backbones import resolve_device
 
         device = resolve_device(args.device)
-    model = TripleADModel.load(args.model, device=device)
+    detector = Detector.load(args.model, device=device)
     output_folder(args.out, "detections folder")
-    anomalous = 0
-    for folder in args.samples:
-        data = load_capture(folder)
-        detection = model.detect(data, str(folder), args.false_alarm_rate)
+    resolved = [Path(sample).resolve() for sample in args.samples]
+    base = Path(os.path.commonpath(resolved)) if len(resolved) > 1 else resolved[0].parent
+    anomalous = unreliable = 0
+    for sample, full in zip(args.samples, resolved, strict=True):
+        data = detector.load_sample(sample, args.force)
+        detection = detector.predict(data, args.false_alarm_rate, name=str(sample))
+        where = args.out / (full.relative_to(base) if full != base else Path(full.name))
+        write_detection(detector, detection, data, where)
         anomalous += detection.anomalous
-        name = folder.name
-        files = {}
-        for m, image in (("rgb", data.rgb), ("infrared", data.infrared)):
-            if m in detection.maps:
-                # overlay scale: the mean object score (largest patch distance) of the held-out normals
-                idx = model.config.modalities.index(m)
-                path = args.out / f"{name}_{m}_overlay.png"
-                write_png(path, overlay(image, detection.maps[m], float(model.norm_mean[idx])), "RGB",
-                          overwrite=True)
-                files[m] = str(path)
-        detection.report(files).write(args.out / f"{name}.json")
-        print(f"{folder}: {detection.decision} (fused {detection.fused:.3f}, threshold {detection.threshold:.3f}; "
-              + ", ".join(f"{k} {v:.3f}" for k, v in detection.scores.items()) + ")")
-    print(f"{anomalous} of {len(args.samples)} samples anomalous; results in {args.out}/")
+        unreliable += not detection.reliable
+        print(f"{sample}: {detection.decision}{'' if detection.reliable else ' (UNRELIABLE)'} "
+              f"(fused {detection.fused:.3f}, threshold {detection.threshold:.3f}; "
+              + ", ".join(f"{k} {v:.3f}" for k, v in detection.scores.items()) + f") -> {where}/")
+        for warning in detection.warnings:
+            print(f"  warning: {warning}")
+    print(f"{anomalous} of {len(args.samples)} samples anomalous"
+          + (f", {unreliable} unreliable" if unreliable else "") + f"; results in {args.out}/")
     return 0

@@ -198,3 +198,20 @@ def test_modality_specific_auroc_holds_each_modality_to_its_own_labels(trained, 
     write_results([result], tmp_path)
     saved = EvaluationResults.read(tmp_path / "results.json").categories[0]
     assert saved.modality_auroc == pytest.approx(result.modality_auroc)
+
+
+def test_point_cloud_pro_uses_the_regions_connected_on_the_mesh():
+    from mulsen.detection.metrics import mesh_components
+    from tests.conftest import grid_mesh
+
+    mesh = grid_mesh(n=12)
+    mask = np.zeros(len(mesh.vertices), bool)
+    mask[[0, 1, 12, 13]] = True  # a 2x2 patch in one corner of the top grid
+    mask[[130, 131]] = True  # two neighbours far away
+    labels = mesh_components(mask, mesh.faces)
+    assert labels.max() == 2 and len(set(labels[[0, 1, 12, 13]])) == 1 and labels[130] == labels[131] != labels[0]
+    perfect = mask.astype(float)
+    assert aupro([mask], [perfect], labelled=[labels]) == pytest.approx(1.0)
+    half = perfect.copy()
+    half[[130, 131]] = 0  # one region found, the other missed at every useful threshold
+    assert aupro([mask], [half], labelled=[labels]) == pytest.approx(0.5, abs=0.05)

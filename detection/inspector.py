@@ -1,0 +1,119 @@
+"""The inspector's Python API: ``Detector.load(folder).predict(capture_folder)`` -> ``Detection``.
+
+The ``mulsen detect`` command is a thin loop over this class; everything it writes comes from
+``write_detection``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from mulsen.core.errors import MulsenError
+from mulsen.dataset.records import SampleData
+
+from .config import DetectorConfig
+from .detect import Detection, capture_category, load_capture, overlay
+from .model import TripleADModel
+
+
+class Detector:
+    """A trained detector for one category, ready to judge parts."""
+
+    def __init__(self, model: TripleADModel) -> None:
+        self.model = model
+
+    @property
+    def category(self) -> str:
+        return self.model.category
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str | None = None) -> Detector:
+        return cls(TripleADModel.load(folder, device=device))
+
+    @classmethod
+    def fit(cls, dataset, category: str, config: DetectorConfig | None = None,
+            progress: Callable | None = None) -> Detector:
+        """Train on the ``train`` normals of ``category`` in a ``MulsenDataset``."""
+        model = TripleADModel(category, config or DetectorConfig())
+        return cls(model.fit(dataset.load, dataset.records(category, "train"), progress=progress))
+
+    def save(self, folder: str | Path) -> Path:
+        return self.model.save(folder)
+
+    def load_sample(self, folder: str | Path, force: bool = False) -> SampleData:
+        """A capture folder's sample (merged first if it holds only its two scans); a capture whose
+        ``capture.json`` names another category is refused unless ``force``."""
+        folder = Path(folder)
+        category = capture_category(folder) if folder.is_dir() else None
+        if category is not None and category != self.category and not force:
+            raise MulsenError(f"{folder}: a {category} capture, but the model is for {self.category} "
+                              "(--force to judge it anyway)")
+        return load_capture(folder)
+
+    def predict(self, sample: SampleData | str | Path, false_alarm_rate: float | None = None,
+                force: bool = False, name: str = "") -> Detection:
+        """The verdict on a capture folder or a loaded sample, with warnings where the input is unlike the
+        training data."""
+        if isinstance(sample, SampleData):
+            return self.model.detect(sample, name, false_alarm_rate)
+        return self.model.detect(self.load_sample(sample, force), name or str(sample), false_alarm_rate)
+
+
+def write_detection(detector: Detector, detection: Detection, data: SampleData, out: Path) -> dict[str, str]:
+    """Overlays (RGB, IR), per-vertex point-cloud scores (PLY) and ``report.json`` into the folder ``out``."""
+    from mulsen.dataset.formats import write_png
+
+    out.mkdir(parents=True, exist_ok=True)
+    model = detector.model
+    files: dict[str, str] = {}
+    for m, image in (("rgb", data.rgb), ("infrared", data.infrared)):
+        if m in detection.maps:
+            # overlay scale: the mean object score (largest patch distance) of the held-out normals
+            scale = float(model.norm_mean[model.config.modalities.index(m)])
+            path = out / f"{m}_overlay.png"
+            write_png(path, overlay(image, detection.maps[m], scale), "RGB", overwrite=True)
+            files[m] = path.name
+    if "pointcloud" in detection.maps:
+        path = out / "pointcloud_scores.ply"
+        scale = float(model.norm_mean[model.config.modalities.index("pointcloud")])
+        write_scored_ply(path, data.mesh.vertices, data.mesh.faces, detection.maps["pointcloud"], scale)
+        files["pointcloud"] = path.name
+    detection.report(files, model.identity).write(out / "report.json")
+    return files
+
+
+def write_scored_ply(path: Path, vertices: np.ndarray, faces: np.ndarray | None, scores: np.ndarray,
+                     scale: float) -> None:
+    """Binary PLY with a float ``score`` per vertex and colours (grey up to ``scale``, red at twice it).
+
+    Written by hand: open3d cannot store a custom scalar property and plyfile is not a dependency; the
+    format is a fixed header plus one numpy record array.
+    """
+    from mulsen.core.atomic import atomic_path
+
+    level = np.clip(np.asarray(scores, np.float64) / max(scale, 1e-12) - 1, 0, 1)
+    grey = np.array([170.0, 170.0, 170.0])
+    colours = np.round(grey * (1 - level[:, None]) + np.array([255.0, 0, 0]) * level[:, None]).astype(np.uint8)
+    vertex = np.empty(len(vertices), [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"),
+                                      ("blue", "u1"), ("score", "<f4")])
+    vertex["x"], vertex["y"], vertex["z"] = (np.asarray(vertices, np.float32)[:, k] for k in range(3))
+    vertex["red"], vertex["green"], vertex["blue"] = colours[:, 0], colours[:, 1], colours[:, 2]
+    vertex["score"] = scores
+    header = ["ply", "format binary_little_endian 1.0", "comment per-vertex anomaly scores by mulsen detect",
+              f"element vertex {len(vertices)}", "property float x", "property float y", "property float z",
+              "property uchar red", "property uchar green", "property uchar blue", "property float score"]
+    face_count = 0 if faces is None else len(faces)
+    if face_count:
+        header += [f"element face {face_count}", "property list uchar int vertex_indices"]
+    header.append("end_header")
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(("\n".join(header) + "\n").encode("ascii"))
+        handle.write(vertex.tobytes())
+        if face_count:
+            assert faces is not None
+            face = np.empty(face_count, [("n", "u1"), ("i", "<i4", (3,))])
+            face["n"], face["i"] = 3, faces
+            handle.write(face.tobytes())
