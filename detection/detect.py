@@ -15,7 +15,12 @@ CAPTURE_FILES = ("rgb.png", "infrared.png", "pointcloud.stl")
 # how far an input may stray from the training data before its verdict is flagged unreliable
 VERTEX_FACTOR = 2.0  # vertex count within [min / 2, max * 2] of the training meshes
 RADIUS_TOLERANCE = 0.25  # part radius (RMS, mm) within 25 % of the training range
-FAR_SCORE_Z = 30.0  # a modality score this many held-out standard deviations out: not a part like these
+# a map whose lower quartile (its background: a defect raises the peak, even a large one rarely three
+# quarters of the map) lies this many held-out standard deviations above the normals' and at least twice
+# as high: the whole input differs from the training data
+BACKGROUND_QUANTILE = 0.25
+FAR_BACKGROUND_Z = 10.0
+FAR_BACKGROUND_RATIO = 2.0
 
 
 @dataclass(frozen=True)
@@ -44,18 +49,31 @@ class InputProfile:
     ir_sizes: tuple[tuple[int, int], ...]
     vertices: tuple[int, int]  # min, max
     radius_mm: tuple[float, float]  # min, max
+    # per modality: mean and standard deviation of the held-out normals' background patch score
+    background: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, shapes: list[SampleShape]) -> InputProfile:
+    def of(cls, shapes: list[SampleShape], background: dict[str, tuple[float, float]] | None = None
+           ) -> InputProfile:
         if not shapes:
             raise MulsenError("no training samples to profile")
         return cls(tuple(sorted({s.rgb_size for s in shapes})), tuple(sorted({s.ir_size for s in shapes})),
                    (min(s.vertices for s in shapes), max(s.vertices for s in shapes)),
-                   (round(min(s.radius_mm for s in shapes), 4), round(max(s.radius_mm for s in shapes), 4)))
+                   (round(min(s.radius_mm for s in shapes), 4), round(max(s.radius_mm for s in shapes), 4)),
+                   dict(background or {}))
 
-    def warnings(self, shape: SampleShape, modalities: tuple[str, ...]) -> list[str]:
+    def warnings(self, shape: SampleShape, modalities: tuple[str, ...],
+                 maps: dict[str, np.ndarray] | None = None) -> list[str]:
         """One line per way the sample differs from every training sample."""
         out = []
+        for m, amap in (maps or {}).items():
+            if m not in self.background or not amap.size:
+                continue
+            mean, std = self.background[m]
+            level = float(np.quantile(amap, BACKGROUND_QUANTILE))
+            if level > mean + FAR_BACKGROUND_Z * max(std, 1e-9) and level > FAR_BACKGROUND_RATIO * mean:
+                out.append(f"the whole {m} anomaly map is raised ({level:.3g} against {mean:.3g} on normals): "
+                           "input unlike the training data")
         if "rgb" in modalities and shape.rgb_size not in self.rgb_sizes:
             out.append(f"RGB image is {_size(shape.rgb_size)}, the model was trained on {_sizes(self.rgb_sizes)}")
         if "infrared" in modalities and shape.ir_size not in self.ir_sizes:
@@ -77,12 +95,6 @@ def _size(size: tuple[int, int]) -> str:
 
 def _sizes(sizes: tuple[tuple[int, int], ...]) -> str:
     return ", ".join(_size(s) for s in sizes)
-
-
-def score_warnings(normalised: dict[str, float]) -> list[str]:
-    """Modalities whose score lies so far beyond the held-out normals that the input is probably unlike them."""
-    return [f"{m} score is {z:.0f} standard deviations above the held-out normals (input unlike the training "
-            "data?)" for m, z in normalised.items() if np.isfinite(z) and z > FAR_SCORE_Z]
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,20 @@ The ``mulsen detect`` command is a thin loop over this class; everything it writ
 
 from __future__ import annotations
 
+import contextlib
+import json
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from mulsen.core.errors import MulsenError
+from mulsen.core.files import read_input
+from mulsen.core.records import Record
 from mulsen.dataset.records import SampleData
 
 from .config import DetectorConfig
@@ -117,3 +125,120 @@ def write_scored_ply(path: Path, vertices: np.ndarray, faces: np.ndarray | None,
             face = np.empty(face_count, [("n", "u1"), ("i", "<i4", (3,))])
             face["n"], face["i"] = 3, faces
             handle.write(face.tobytes())
+
+
+VERDICTS_FILE = "verdicts.jsonl"
+
+
+@dataclass(frozen=True)
+class Verdict(Record):
+    """One line of ``verdicts.jsonl`` written by ``mulsen detect --watch``: one judged capture."""
+
+    FORMAT = "mulsen-verdict"
+    VERSION = 1
+    WHAT = "verdict"
+
+    capture: str  # the capture folder, relative to the watched root
+    category: str
+    decision: str  # normal | anomalous | error
+    fused: float | None = None
+    threshold: float | None = None
+    reliable: bool = True
+    warnings: tuple[str, ...] = ()
+    scores: dict[str, float] = field(default_factory=dict)
+    judged: str = ""  # ISO time
+    seconds: float = 0.0  # from finding the capture to the verdict
+    problem: str = ""  # why a capture could not be judged
+
+
+def judged_captures(log: Path) -> set[str]:
+    """Captures already in a verdict log (a line cut by a crash counts as not judged)."""
+    if not log.exists():
+        return set()
+    done = set()
+    for line in read_input(log, "verdict log").decode("utf-8", errors="replace").splitlines():
+        with contextlib.suppress(MulsenError):
+            done.add(Verdict.from_json(line, log).capture)
+    return done
+
+
+def complete_captures(root: Path) -> list[tuple[str, Path]]:
+    """(category, folder) of every finished capture under ``root``: ``<category>/<id>/capture.json``. A capture
+    in progress lives under ``.partial/`` and appears here only once the session renames it into place."""
+    found = []
+    for category in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        for sample in sorted(p for p in category.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if (sample / "capture.json").is_file():
+                found.append((category.name, sample))
+    return found
+
+
+def watch(root: str | Path, models: str | Path, out: str | Path, poll_s: float = 0.5, once: bool = False,
+          stop: threading.Event | None = None, report: Callable[[Verdict], None] | None = None) -> int:
+    """Judge every finished capture under ``root`` with ``models/<category>``, as it appears; append one
+    ``Verdict`` per capture to ``out/verdicts.jsonl`` and write its files under ``out/<category>/<id>/``.
+
+    Restarts resume: captures already in the log are not judged again. ``once``: judge what is there and
+    return. Returns the number of captures judged in this run.
+    """
+    root, models, out = Path(root), Path(models), Path(out)
+    if not root.is_dir():
+        raise MulsenError(f"{root}: captures folder not found")
+    if not models.is_dir():
+        raise MulsenError(f"{models}: models folder not found")
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / VERDICTS_FILE
+    done = judged_captures(log)
+    detectors: dict[str, Detector | MulsenError] = {}
+    count = 0
+    while True:
+        for category, folder in complete_captures(root):
+            relative = folder.relative_to(root).as_posix()
+            if relative in done:
+                continue
+            started = time.monotonic()
+            if category not in detectors:
+                try:
+                    detectors[category] = Detector.load(models / category)
+                except MulsenError as exc:
+                    detectors[category] = exc
+            detector = detectors[category]
+            try:
+                if isinstance(detector, MulsenError):
+                    raise detector
+                data = detector.load_sample(folder)
+                detection = detector.predict(data, name=relative)
+                write_detection(detector, detection, data, out / relative)
+                verdict = Verdict(relative, category, detection.decision, detection.fused, detection.threshold,
+                                  detection.reliable, detection.warnings, dict(detection.scores), _now(),
+                                  round(time.monotonic() - started, 3))
+            except MulsenError as exc:  # a bad capture is logged and skipped, never stops the line
+                verdict = Verdict(relative, category, "error", judged=_now(), problem=str(exc),
+                                  seconds=round(time.monotonic() - started, 3))
+            _append_line(log, json.dumps(verdict.to_dict()))
+            done.add(relative)
+            count += 1
+            if report:
+                report(verdict)
+        if once or (stop is not None and stop.wait(poll_s)) or (stop is None and _sleep(poll_s)):
+            return count
+
+
+def _sleep(seconds: float) -> bool:
+    time.sleep(seconds)
+    return False
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _append_line(path: Path, line: str) -> None:
+    """One write per line (a crash cuts at most this line, and ``judged_captures`` skips a cut line)."""
+    with open(path, "a+b") as handle:
+        handle.seek(0, 2)
+        prefix = b""
+        if handle.tell():
+            handle.seek(-1, 2)
+            prefix = b"" if handle.read(1) == b"\n" else b"\n"
+        handle.write(prefix + line.encode("utf-8") + b"\n")

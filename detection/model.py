@@ -25,7 +25,7 @@ from .config import (
     combo_name,
     parse_modalities,
 )
-from .detect import Detection, InputProfile, ModelIdentity, SampleShape, score_warnings
+from .detect import Detection, InputProfile, ModelIdentity, SampleShape
 from .fusion import Calibration, gate_weights
 from .memory_bank import MemoryBank
 from .persistence import load_model, save_model
@@ -99,11 +99,11 @@ class TripleADModel:
         results = self.score(data)
         raw = {m: r.score for m, r in results.items()}
         normalised = self.normalise(raw)
-        warnings = self.inputs.warnings(SampleShape.of(data), combo) if self.inputs else []
+        maps = {m: r.anomaly_map for m, r in results.items()}
+        warnings = self.inputs.warnings(SampleShape.of(data), combo, maps) if self.inputs else []
         return Detection(sample or str(data.record.rgb_path.parent), self.category, combo, raw, normalised,
                          self.fuse(raw, combo), self.config.fusion, self.threshold(combo, false_alarm_rate=rate),
-                         rate, {m: r.anomaly_map for m, r in results.items()},
-                         tuple(warnings + score_warnings(normalised)))
+                         rate, maps, tuple(warnings))
 
     # -- persistence ---------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:

@@ -16,7 +16,7 @@ from mulsen.core.errors import MulsenError
 from mulsen.dataset.records import SampleData
 
 from .config import DetectorConfig
-from .detect import InputProfile, SampleShape
+from .detect import BACKGROUND_QUANTILE, InputProfile, SampleShape
 from .fusion import Calibration
 from .memory_bank import MemoryBank
 from .scoring import extract, fit_bank, object_score, patch_scores
@@ -69,6 +69,17 @@ def train_banks(load: Callable[[T], SampleData], records: Sequence[T], config: D
     with ThreadPoolExecutor(max_workers=workers) as pool:
         insample = np.array(list(pool.map(row, sampled)))
     del bank_cache
+    def holdout_row(i: int) -> tuple[list[float], list[float]]:
+        """Object scores and the map's background level (``BACKGROUND_QUANTILE`` of its patches) per modality."""
+        per = extract_all(i)
+        patches = [patch_scores(banks[m], *per[m]) for m in modalities]
+        return ([object_score(m, p, config) for m, p in zip(modalities, patches, strict=True)],
+                [float(np.quantile(p, BACKGROUND_QUANTILE)) for p in patches])
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        holdout = np.array(list(pool.map(lambda i: row(extract_all(i)), list(hold_idx))))
-    return banks, Calibration(modalities, holdout, insample), InputProfile.of([shapes[i] for i in sorted(shapes)])
+        rows = list(pool.map(holdout_row, list(hold_idx)))
+    holdout = np.array([r[0] for r in rows])
+    levels = np.array([r[1] for r in rows])
+    background = {m: (float(levels[:, k].mean()), float(levels[:, k].std())) for k, m in enumerate(modalities)}
+    profile = InputProfile.of([shapes[i] for i in sorted(shapes)], background)
+    return banks, Calibration(modalities, holdout, insample), profile

@@ -8,9 +8,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from mulsen.acquisition.lockin import amplitude_to_gray
+from mulsen.acquisition.lockin import mulsen_ir_image
 from mulsen.core.atomic import atomic_write_text
 from mulsen.core.errors import MulsenError
 from mulsen.core.geometry import apply_transform, rigid_transform, rotation_from_rotvec
@@ -20,7 +21,7 @@ from mulsen.dataset.writer import PROVENANCE_DIR, DatasetWriter
 from .defects import DEFAULT_PROPORTIONS, VISIBILITY_CLASSES, DefectConfig, sample_defect
 from .parts import CATEGORIES, sample_part
 from .render_rgb import render_rgb
-from .scanner import grid_spacing_for, part_mesh, scan_mesh
+from .scanner import flip_transform, grid_spacing_for, part_mesh, partial_scan, to_scanner_frame
 from .scene import Scene, camera_for
 from .thermal import thermal_maps
 
@@ -59,7 +60,7 @@ class GenerationConfig:
     test_good: int = 10
     test_bad: int = 30
     seed: int = 0
-    size: str = "small"  # small: quarter-resolution images, ~6k-vertex meshes; full: published sizes
+    size: str = "small"  # small: quarter-resolution RGB, ~17k-vertex meshes; full: published sizes (IR always 640x480)
     defects: DefectConfig = field(default_factory=DefectConfig)
     difficulty: str = "normal"  # hard: the nuisances of a real bench (see Nuisance)
 
@@ -116,6 +117,25 @@ def build_scene(category: str, defect_kind: str | None, rng: np.random.Generator
     return Scene(part, planted)
 
 
+def scanned_mesh(scene: Scene, spacing_mm: float, rng: np.random.Generator) -> tuple[Mesh, np.ndarray]:
+    """The part as a capture records it: two hand-held passes (upright; turned over and put back), scan B
+    merged onto scan A with the exact flip (what ``dataset merge`` recovers), and per merged vertex whether it
+    lies in a geometric defect (the label of the nearest noise-free surface point)."""
+    from scipy.spatial import cKDTree
+
+    from mulsen.dataset.align import merge_scans
+
+    height = float(part_mesh(scene, spacing_mm).vertices[:, 2].max())
+    surface = part_mesh(scene, spacing_mm, wall_rows=max(1, int(np.ceil(height / spacing_mm))))
+    placement = (rng.uniform(-5, 5), rng.uniform(-5, 5), rng.uniform(-np.pi, np.pi))
+    scan_a = partial_scan(scene, surface, rng)
+    scan_b = partial_scan(scene, surface, rng, flipped=True, placement=placement)
+    merged = merge_scans(scan_a, scan_b, flip_transform(scene, float(surface.vertices[:, 2].max()), placement),
+                         1.5 * spacing_mm)
+    _, nearest = cKDTree(to_scanner_frame(scene, surface.vertices)).query(merged.vertices)
+    return merged, surface.pc_region[nearest]
+
+
 def render_sample(task: SampleTask) -> tuple[SampleContent, dict]:
     """Render one sample's three modalities and its exact ground truth (pure, seeded)."""
     rng = np.random.default_rng(task.seed)
@@ -130,15 +150,17 @@ def render_sample(task: SampleTask) -> tuple[SampleContent, dict]:
     amplitude = ir_nuisance(amplitude, task.nuisance, extra)
     low, high = task.nuisance.density_range
     density = float(np.exp(extra.uniform(np.log(low), np.log(high)))) if high > low else low
-    mesh_part = part_mesh(scene, grid_spacing_for(scene, round(TOP_VERTICES[task.size] * density)))
-    mesh = scan_mesh(scene, mesh_part, rng)
+    mesh, anomalous = scanned_mesh(scene, grid_spacing_for(scene, round(TOP_VERTICES[task.size] * density)), rng)
     if task.nuisance.scanner_tilt_deg > 0:
         mesh = Mesh(apply_transform(scanner_pose(task.nuisance.scanner_tilt_deg, extra), mesh.vertices), mesh.faces)
+    # IR as the capture path writes it: the MulSen-AD 640x480 gray image, whatever the camera's resolution
+    infrared = mulsen_ir_image(amplitude)
+    ir_mask = cv2.resize(maps.mask.astype(np.uint8), infrared.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
     content = SampleContent(
-        rgb=rgb, infrared=amplitude_to_gray(amplitude), mesh=mesh,
+        rgb=rgb, infrared=infrared, mesh=mesh,
         rgb_mask=rgb_mask if rgb_mask.any() else None,
-        ir_mask=maps.mask if maps.mask.any() else None,
-        pc_anomalous_points=mesh.vertices[mesh_part.pc_region] if mesh_part.pc_region.any() else None,
+        ir_mask=ir_mask if ir_mask.any() else None,
+        pc_anomalous_points=mesh.vertices[anomalous] if anomalous.any() else None,
     )
     planted = {
         "seed": task.seed,

@@ -45,7 +45,7 @@ def part_mesh(scene: Scene, spacing_mm: float, wall_rows: int = 1) -> PartMesh:
     """Closed surface mesh of the part (with geometric defects) on a regular grid.
 
     ``wall_rows`` > 1 samples the side walls with that many rows of faces (a scanner sees walls as
-    densely as the rest; the dataset generator keeps the single-row walls of the published meshes).
+    densely as the rest; the dataset generator and the scanner simulator both scan it that way).
     """
     r = scene.part.half_extent_mm + spacing_mm
     axis = np.arange(-r, r + spacing_mm, spacing_mm)

@@ -79,8 +79,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "mesh size, part size, scores far beyond the held-out normals) is flagged unreliable, "
                         "with the reason.",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    de.add_argument("samples", nargs="+", type=Path, metavar="SAMPLE")
-    de.add_argument("--model", type=Path, required=True, help="a category's model folder")
+    de.add_argument("samples", nargs="*", type=Path, metavar="SAMPLE")
+    de.add_argument("--model", type=Path, required=True,
+                    help="a category's model folder; with --watch the folder of one model per category")
+    de.add_argument("--watch", type=Path, metavar="CAPTURES_ROOT",
+                    help="on the line: judge each capture the moment the session puts it into CAPTURES_ROOT/"
+                    "<category>/<id>/ (never a partial one), one line per part appended to OUT/verdicts.jsonl; "
+                    "a restart skips the parts already judged; Ctrl-C stops")
+    de.add_argument("--once", action="store_true", help="with --watch: judge the captures present, then exit")
+    de.add_argument("--poll", type=float, default=0.5, help="with --watch: seconds between looks for new captures")
     de.add_argument("--false-alarm-rate", type=float, default=None,
                     help="override the model's calibrated false-alarm rate (saved at training)")
     de.add_argument("--out", type=Path, default=Path("detections"),
@@ -188,6 +195,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _detect(args: argparse.Namespace) -> int:
     import os
 
+    from mulsen.core.errors import MulsenError
+
+    if args.watch:
+        return _watch(args)
+    if not args.samples:
+        raise MulsenError("detect needs SAMPLE folders, or --watch CAPTURES_ROOT")
+
     from mulsen.detection.inspector import Detector, write_detection
 
     device = None
@@ -214,4 +228,34 @@ def _detect(args: argparse.Namespace) -> int:
             print(f"  warning: {warning}")
     print(f"{anomalous} of {len(args.samples)} samples anomalous"
           + (f", {unreliable} unreliable" if unreliable else "") + f"; results in {args.out}/")
+    return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from mulsen.core.errors import MulsenError
+    from mulsen.detection.inspector import Verdict, watch
+
+    if args.samples:
+        raise MulsenError("--watch judges the captures under its folder; give no SAMPLE with it")
+    if not args.poll > 0:
+        raise MulsenError(f"--poll must be positive, got {args.poll:g}")
+    output_folder(args.out, "detections folder")
+
+    def report(verdict: Verdict) -> None:
+        if verdict.decision == "error":
+            print(f"{verdict.capture}: not judged: {verdict.problem}", flush=True)
+            return
+        flag = "" if verdict.reliable else " (UNRELIABLE: " + "; ".join(verdict.warnings) + ")"
+        print(f"{verdict.capture}: {verdict.decision}{flag} (fused {verdict.fused:.3f}, threshold "
+              f"{verdict.threshold:.3f}) in {verdict.seconds:.2f} s", flush=True)
+
+    if not args.once:
+        print(f"watching {args.watch} (models in {args.model}); verdicts in {args.out / 'verdicts.jsonl'}; "
+              "Ctrl-C stops", flush=True)
+    try:
+        judged = watch(args.watch, args.model, args.out, args.poll, args.once, report=report)
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
+        return 0
+    print(f"{judged} captures judged; verdicts in {args.out / 'verdicts.jsonl'}")
     return 0
