@@ -202,19 +202,7 @@ def watch(root: str | Path, models: str | Path, out: str | Path, poll_s: float =
                     detectors[category] = Detector.load(models / category)
                 except MulsenError as exc:
                     detectors[category] = exc
-            detector = detectors[category]
-            try:
-                if isinstance(detector, MulsenError):
-                    raise detector
-                data = detector.load_sample(folder)
-                detection = detector.predict(data, name=relative)
-                write_detection(detector, detection, data, out / relative)
-                verdict = Verdict(relative, category, detection.decision, detection.fused, detection.threshold,
-                                  detection.reliable, detection.warnings, dict(detection.scores), _now(),
-                                  round(time.monotonic() - started, 3))
-            except MulsenError as exc:  # a bad capture is logged and skipped, never stops the line
-                verdict = Verdict(relative, category, "error", judged=_now(), problem=str(exc),
-                                  seconds=round(time.monotonic() - started, 3))
+            verdict = judge(detectors[category], folder, relative, category, out, started)
             _append_line(log, json.dumps(verdict.to_dict()))
             done.add(relative)
             count += 1
@@ -222,6 +210,28 @@ def watch(root: str | Path, models: str | Path, out: str | Path, poll_s: float =
                 report(verdict)
         if once or (stop is not None and stop.wait(poll_s)) or (stop is None and _sleep(poll_s)):
             return count
+
+
+def judge(detector: Detector | MulsenError, folder: Path, relative: str, category: str, out: Path,
+          started: float | None = None, log: Path | None = None) -> Verdict:
+    """The verdict on one capture, its files under ``out/relative``; a bad capture (or a model that could not
+    be loaded) gives an "error" verdict with the reason instead of an exception. ``log``: appended to."""
+    started = time.monotonic() if started is None else started
+    try:
+        if isinstance(detector, MulsenError):
+            raise detector
+        data = detector.load_sample(folder)
+        detection = detector.predict(data, name=relative)
+        write_detection(detector, detection, data, out / relative)
+        verdict = Verdict(relative, category, detection.decision, detection.fused, detection.threshold,
+                          detection.reliable, detection.warnings, dict(detection.scores), _now(),
+                          round(time.monotonic() - started, 3))
+    except MulsenError as exc:  # a bad capture is logged and skipped, never stops the line
+        verdict = Verdict(relative, category, "error", judged=_now(), problem=str(exc),
+                          seconds=round(time.monotonic() - started, 3))
+    if log is not None:
+        _append_line(log, json.dumps(verdict.to_dict()))
+    return verdict
 
 
 def _sleep(seconds: float) -> bool:

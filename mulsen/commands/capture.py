@@ -130,6 +130,9 @@ def _add_session_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-raw", action="store_true", help="keep the raw IR frames")
     parser.add_argument("--calibration", type=Path, help="calibration folder from 'mulsen calibrate' (else the "
                         "nominal bench geometry places the RGB camera)")
+    parser.add_argument("--detect", type=Path, metavar="MODELS",
+                        help="judge each part right after its capture with MODELS/<category> (from 'mulsen "
+                        "train'); verdicts in OUT/_detections/verdicts.jsonl, reports beside it")
 
 
 def _add_lockin_options(parser: argparse.ArgumentParser) -> None:
@@ -176,10 +179,37 @@ def _sample(args: argparse.Namespace) -> int:
     from mulsen.dataset.captures import SampleRequest
 
     request = SampleRequest(args.category, args.sample_id, args.operator, args.notes, args.part)
+    detectors = _detectors(args, [request.category])  # pre-flight: the model loads before anything heats
     with terminate_as_interrupt():
         folder = _session(args).capture(request, resume=args.resume, discard=args.discard)
     print(f"captured {folder}")
+    _judge(args, detectors, request, folder)
     return 0
+
+
+def _detectors(args: argparse.Namespace, categories: list[str]) -> dict:
+    """One loaded detector per category when ``--detect`` is given (a missing model stops before capture)."""
+    if not args.detect:
+        return {}
+    from mulsen.detection.inspector import Detector
+
+    return {category: Detector.load(args.detect / category) for category in sorted(set(categories))}
+
+
+def _judge(args: argparse.Namespace, detectors: dict, request, folder: Path) -> None:
+    if not detectors:
+        return
+    from mulsen.detection.inspector import VERDICTS_FILE, judge
+
+    out = args.out / "_detections"
+    relative = f"{request.category}/{request.sample_id}"
+    verdict = judge(detectors[request.category], folder, relative, request.category, out,
+                    log=out / VERDICTS_FILE)
+    if verdict.decision == "error":
+        print(f"{relative}: not judged: {verdict.problem}")
+    else:
+        flag = "" if verdict.reliable else " (UNRELIABLE: " + "; ".join(verdict.warnings) + ")"
+        print(f"{relative}: {verdict.decision}{flag} (fused {verdict.fused:.3f}, threshold {verdict.threshold:.3f})")
 
 
 def read_plan(path: Path) -> list:
@@ -216,6 +246,7 @@ def _batch(args: argparse.Namespace) -> int:
     from mulsen.core.progress import progress
 
     requests = read_plan(args.plan)
+    detectors = _detectors(args, [r.category for r in requests])
     session = _session(args)
     done = skipped = 0
     with terminate_as_interrupt():
@@ -225,7 +256,8 @@ def _batch(args: argparse.Namespace) -> int:
                 continue
             if args.operator and not request.operator:
                 request = dataclasses.replace(request, operator=args.operator)
-            session.capture(request, resume=session.partial_folder(request).exists())
+            folder = session.capture(request, resume=session.partial_folder(request).exists())
+            _judge(args, detectors, request, folder)
             done += 1
     print(f"batch {args.plan}: {done} captured, {skipped} already present, {len(requests)} planned")
     return 0

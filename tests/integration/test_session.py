@@ -200,3 +200,31 @@ def test_a_device_that_does_not_open_leaves_no_partial_sample(tmp_path: Path, be
     assert not (tmp_path / "captures" / ".partial").exists()
     edges = read_edge_log(state.heater_edge_log) if state.heater_edge_log.exists() else []
     assert not any(edge["on"] for edge in edges[edges_before:])  # the heater never switched on
+
+
+@pytest.mark.slow
+def test_capture_sample_with_detect_judges_the_part_right_after_capture(tmp_path: Path, bench, capsys):
+    from mulsen.cli import main
+    from mulsen.dataset.reader import MulsenDataset
+    from mulsen.detection.config import DetectorConfig
+    from mulsen.detection.inspector import Detector
+    from mulsen.hardware_mocks.world.generate import GenerationConfig, generate_dataset
+
+    state, _ = bench
+    generate_dataset(tmp_path / "ds", GenerationConfig(categories=("nut",), train=8, test_good=1, test_bad=1, seed=3))
+    Detector.fit(MulsenDataset(tmp_path / "ds"), "nut", DetectorConfig(min_holdout=2)).save(tmp_path / "models/nut")
+    args = ["capture", "sample", "--out", str(tmp_path / "captures"), "--sim", str(state.state_dir),
+            "--frequency", "0.5", "--periods", "3", "--fps", "10", "--scan-timeout", "20",
+            "--category", "nut", "--sample-id", "201", "--part", "nut:3:hole", "--detect", str(tmp_path / "models")]
+    os.environ["MULSEN_NO_PROGRESS"] = "1"
+    assert main(args) == 0
+    assert "nut/201: anomalous" in capsys.readouterr().out
+    verdict = json.loads((tmp_path / "captures/_detections/verdicts.jsonl").read_text().splitlines()[0])
+    assert verdict["capture"] == "nut/201" and verdict["decision"] == "anomalous" and verdict["reliable"]
+    assert (tmp_path / "captures/_detections/nut/201/report.json").exists()
+    assert (tmp_path / "captures/nut/201/pointcloud.stl").exists()  # merged on the way
+    # no model for the category: refused before any device moves
+    args[args.index("--category") + 1], args[args.index("--sample-id") + 1] = "capsule", "202"
+    assert main(args) == 2
+    assert "models/capsule" in capsys.readouterr().err
+    assert not (tmp_path / "captures" / ".partial").exists()
