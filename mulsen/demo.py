@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Generate a small synthetic MulSen-AD dataset from the virtual world, validate it, print its "
         "statistics, train the weight-free triple-sensor detector and evaluate it, inspect a fresh part; then "
         "calibrate the simulated bench, capture samples through the real drivers against the device simulators, "
-        "and curate them into a validated, packed and verified release.")
+        "curate them into a validated, packed and verified release, and close the inspector's loop: train on "
+        "captured normals and judge freshly captured parts as they come off the bench.")
     demo.add_argument("--out", type=Path, default=Path("demo_out"), help="work folder (recreated)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(handler=run_demo)
@@ -48,7 +49,7 @@ def run_demo(args: argparse.Namespace) -> int:
     _step(f"6. inspect a freshly rendered part ({capture})")
     if cli(["detect", str(capture), "--model", str(out / "models" / "capsule"), "--out", str(out / "detections")]):
         return 1
-    _step("7. calibrate the bench (RGB intrinsics, hand-eye, IR-to-RGB) and capture samples through the device "
+    _step("7. calibrate the bench (RGB intrinsics, hand-eye, IR-to-RGB) and capture 24 parts through the device "
           "drivers against the simulators (heater on a pty, GenTL cameras, UR5 controller, laser scanner)")
     if capture_with_simulators(out / "captures", out / "sim_bench"):
         return 1
@@ -56,22 +57,73 @@ def run_demo(args: argparse.Namespace) -> int:
           "curator: LabelMe + point selections), build, validate, pack, verify")
     if release_from_captures(out):
         return 1
+    _step("9. the inspector's loop: train on the release's 20 captured normals, then capture 10 fresh parts (5 "
+          "normal, 5 defective) with --detect and compare the verdicts with the truth")
+    if closed_loop(out, out / "sim_bench"):
+        return 1
     print(f"\ndemo finished: everything is under {out}/")
     return 0
 
 
+LOOP_NORMALS = 20
+# the bench captures: 20 normal nuts to train on, two normal and two defective ones for the test split
+CAPTURE_PLAN = [(f"{200 + i}", f"nut:{200 + i}", "train") for i in range(LOOP_NORMALS)] + [
+    ("230", "nut:230", "test"), ("231", "nut:231", "test"), ("232", "nut:232:hole", "test"),
+    ("233", "nut:233:crack", "test")]
+LOOP_TEST = [(f"{300 + i}", f"nut:{300 + i}", False) for i in range(5)] + [
+    (f"{310 + i}", f"nut:{310 + i}:{kind}", True)
+    for i, kind in enumerate(("hole", "crack", "broken", "foreign_body", "broken_inside"))]
+
+
+def closed_loop(out: Path, state: Path) -> int:
+    """Train on the captured release's normals, judge freshly captured parts right after their capture, print
+    the confusion against the truth."""
+    import json
+
+    from mulsen.cli import main as cli
+    from mulsen.hardware_mocks.devices import running_simulators
+    from mulsen.hardware_mocks.sim_cameras import BenchPart
+
+    loop = out / "loop"
+    loop.mkdir()
+    (loop / "fresh.csv").write_text("category,sample_id,part\n" + "".join(f"nut,{i},{p}\n" for i, p, _ in LOOP_TEST))
+    common = ["--sim", str(state), "--frequency", "0.5", "--periods", "4", "--fps", "10", "--operator", "demo",
+              "--calibration", str(out / "calibration")]
+    steps = [
+        ["train", str(out / "captured_dataset"), "--all", "--out", str(loop / "models")],
+        ["capture", "batch", "--plan", str(loop / "fresh.csv"), "--out", str(loop / "fresh"), "--detect",
+         str(loop / "models"), *common],
+    ]
+    with running_simulators(state, BenchPart("nut", 300), time_scale=20.0, image_size="small"):
+        for argv in steps:
+            print(f"$ mulsen {' '.join(argv)}", flush=True)
+            if cli(argv):
+                return 1
+    verdicts = {v["capture"]: v for v in map(json.loads, (loop / "fresh/_detections/verdicts.jsonl").read_text()
+                                              .splitlines())}
+    counts = {"TP": 0, "FP": 0, "TN": 0, "FN": 0}
+    for sample_id, _, defective in LOOP_TEST:
+        said = verdicts[f"nut/{sample_id}"]["decision"] == "anomalous"
+        counts[("T" if said == defective else "F") + ("P" if said else "N")] += 1
+    correct = counts["TP"] + counts["TN"]
+    print("\nverdicts on freshly captured parts        truly defective   truly normal")
+    print(f"  judged anomalous                        {counts['TP']:>15}   {counts['FP']:>12}")
+    print(f"  judged normal                           {counts['FN']:>15}   {counts['TN']:>12}")
+    print(f"{correct} of {len(LOOP_TEST)} verdicts correct ({100 * correct / len(LOOP_TEST):.0f} %)")
+    return 0
+
+
 def capture_with_simulators(root: Path, state: Path) -> int:
-    """``mulsen sim devices`` + ``mulsen capture batch`` on a three-sample plan (20x simulated time)."""
+    """``mulsen sim devices`` + ``mulsen capture batch`` on the capture plan (20x simulated time)."""
     from mulsen.cli import main as cli
     from mulsen.hardware_mocks.devices import running_simulators
     from mulsen.hardware_mocks.sim_cameras import BenchPart
 
     root.parent.mkdir(parents=True, exist_ok=True)
     plan = root.parent / "capture_plan.csv"
-    plan.write_text("category,sample_id,part\nnut,001,nut:101\nnut,002,nut:102\nnut,003,nut:103\n"
-                    "nut,004,nut:104:hole\nnut,005,nut:105:crack\n")
+    plan.write_text("category,sample_id,part\n" + "".join(f"nut,{i},{p}\n" for i, p, _ in CAPTURE_PLAN))
     calibration = root.parent / "calibration"
-    with running_simulators(state, BenchPart("nut", 101), time_scale=20.0, image_size="small"):
+    with running_simulators(state, BenchPart("nut", 200), time_scale=20.0, image_size="small"):
         for action in (["intrinsics", "--camera", "rgb"], ["hand-eye"], ["ir-rgb"]):
             print(f"$ mulsen calibrate {' '.join(action)} --sim {state} --out {calibration}", flush=True)
             if cli(["calibrate", *action, "--sim", str(state), "--out", str(calibration)]):
@@ -80,7 +132,7 @@ def capture_with_simulators(root: Path, state: Path) -> int:
                     "--frequency", "0.5", "--periods", "4", "--fps", "10", "--operator", "demo",
                     "--calibration", str(calibration)])
     if code == 0:
-        sample = root / "nut" / "004"
+        sample = root / "nut" / "232"
         print(f"sample folder {sample}: {', '.join(sorted(p.name for p in sample.iterdir()))}")
     return code
 
@@ -91,7 +143,7 @@ def release_from_captures(out: Path) -> int:
 
     captures, annotations, dataset = out / "captures", out / "annotations", out / "captured_dataset"
     splits = out / "capture_splits.csv"
-    splits.write_text("category,sample_id,split\nnut,001,train\nnut,002,train\nnut,003,test\n")
+    splits.write_text("category,sample_id,split\n" + "".join(f"nut,{i},{split}\n" for i, _, split in CAPTURE_PLAN))
     for argv in (["dataset", "merge", str(captures)],
                  ["sim", "annotate", str(captures), "--out", str(annotations)],
                  ["dataset", "build", "--captures", str(captures), "--annotations", str(annotations), "--out",
