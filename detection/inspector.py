@@ -20,6 +20,7 @@ import numpy as np
 from mulsen.core.errors import MulsenError
 from mulsen.core.files import read_input
 from mulsen.core.records import Record
+from mulsen.dataset.build import capture_folders
 from mulsen.dataset.records import SampleData
 
 from .config import DetectorConfig
@@ -150,6 +151,14 @@ class Verdict(Record):
     seconds: float = 0.0  # from finding the capture to the verdict
     problem: str = ""  # why a capture could not be judged
 
+    def summary(self) -> str:
+        """The line an operator reads: the verdict, or why the part was not judged."""
+        if self.decision == "error":
+            return f"{self.capture}: not judged: {self.problem}"
+        flag = "" if self.reliable else " (UNRELIABLE: " + "; ".join(self.warnings) + ")"
+        return (f"{self.capture}: {self.decision}{flag} (fused {self.fused:.3f}, threshold {self.threshold:.3f}) "
+                f"in {self.seconds:.2f} s")
+
 
 def judged_captures(log: Path) -> set[str]:
     """Captures already in a verdict log (a line cut by a crash counts as not judged)."""
@@ -160,17 +169,6 @@ def judged_captures(log: Path) -> set[str]:
         with contextlib.suppress(MulsenError):
             done.add(Verdict.from_json(line, log).capture)
     return done
-
-
-def complete_captures(root: Path) -> list[tuple[str, Path]]:
-    """(category, folder) of every finished capture under ``root``: ``<category>/<id>/capture.json``. A capture
-    in progress lives under ``.partial/`` and appears here only once the session renames it into place."""
-    found = []
-    for category in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
-        for sample in sorted(p for p in category.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if (sample / "capture.json").is_file():
-                found.append((category.name, sample))
-    return found
 
 
 def watch(root: str | Path, models: str | Path, out: str | Path, poll_s: float = 0.5, once: bool = False,
@@ -192,7 +190,8 @@ def watch(root: str | Path, models: str | Path, out: str | Path, poll_s: float =
     detectors: dict[str, Detector | MulsenError] = {}
     count = 0
     while True:
-        for category, folder in complete_captures(root):
+        # finished captures only: a session works in .partial/ and renames a sample into place when complete
+        for category, _, folder in capture_folders(root):
             relative = folder.relative_to(root).as_posix()
             if relative in done:
                 continue

@@ -54,21 +54,7 @@ def greedy_coreset(features: np.ndarray, size: int, projection_dim: int = DEFAUL
 
 def nearest_distances(queries: np.ndarray, bank: np.ndarray, chunk: int = 2048, index=None) -> np.ndarray:
     """Exact Euclidean distance of each query to its nearest bank row (faiss flat L2, else chunked numpy)."""
-    q = np.ascontiguousarray(queries, np.float32)
-    b = np.ascontiguousarray(bank, np.float32)
-    if faiss is not None:
-        if index is None:
-            index = faiss.IndexFlatL2(b.shape[1])
-            index.add(b)
-        dist, _ = index.search(q, 1)
-        return np.sqrt(np.clip(dist[:, 0], 0, None))
-    bsq = np.einsum("ij,ij->i", b, b)
-    out = np.empty(len(q), np.float32)
-    for start in range(0, len(q), chunk):
-        part = q[start:start + chunk]
-        d = np.einsum("ij,ij->i", part, part)[:, None] - 2 * part @ b.T + bsq[None, :]
-        out[start:start + chunk] = np.sqrt(np.clip(d.min(axis=1), 0, None))
-    return out
+    return nearest_neighbours(queries, bank, 1, index, chunk)[0][:, 0]
 
 
 class MemoryBank:
@@ -168,7 +154,9 @@ def nearest_neighbours(queries: np.ndarray, bank: np.ndarray, k: int, index=None
     for start in range(0, len(q), chunk):
         part = q[start:start + chunk]
         d = np.einsum("ij,ij->i", part, part)[:, None] - 2 * part @ b.T + bsq[None, :]
-        idx = np.argsort(d, axis=1)[:, :k]
+        idx = np.argpartition(d, k - 1, axis=1)[:, :k] if k < d.shape[1] else np.arange(d.shape[1])[None].repeat(
+            len(d), axis=0)
+        idx = np.take_along_axis(idx, np.argsort(np.take_along_axis(d, idx, axis=1), axis=1), axis=1)
         dists.append(np.sqrt(np.clip(np.take_along_axis(d, idx, axis=1), 0, None)))
         idxs.append(idx)
     return np.concatenate(dists), np.concatenate(idxs).astype(np.int64)

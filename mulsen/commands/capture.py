@@ -203,13 +203,8 @@ def _judge(args: argparse.Namespace, detectors: dict, request, folder: Path) -> 
 
     out = args.out / "_detections"
     relative = f"{request.category}/{request.sample_id}"
-    verdict = judge(detectors[request.category], folder, relative, request.category, out,
-                    log=out / VERDICTS_FILE)
-    if verdict.decision == "error":
-        print(f"{relative}: not judged: {verdict.problem}")
-    else:
-        flag = "" if verdict.reliable else " (UNRELIABLE: " + "; ".join(verdict.warnings) + ")"
-        print(f"{relative}: {verdict.decision}{flag} (fused {verdict.fused:.3f}, threshold {verdict.threshold:.3f})")
+    print(judge(detectors[request.category], folder, relative, request.category, out,
+                log=out / VERDICTS_FILE).summary())
 
 
 def read_plan(path: Path) -> list:

@@ -242,12 +242,7 @@ def _watch(args: argparse.Namespace) -> int:
     output_folder(args.out, "detections folder")
 
     def report(verdict: Verdict) -> None:
-        if verdict.decision == "error":
-            print(f"{verdict.capture}: not judged: {verdict.problem}", flush=True)
-            return
-        flag = "" if verdict.reliable else " (UNRELIABLE: " + "; ".join(verdict.warnings) + ")"
-        print(f"{verdict.capture}: {verdict.decision}{flag} (fused {verdict.fused:.3f}, threshold "
-              f"{verdict.threshold:.3f}) in {verdict.seconds:.2f} s", flush=True)
+        print(verdict.summary(), flush=True)
 
     if not args.once:
         print(f"watching {args.watch} (models in {args.model}); verdicts in {args.out / 'verdicts.jsonl'}; "
