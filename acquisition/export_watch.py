@@ -40,6 +40,7 @@ class ExportWatcher:
         if not self.folder.is_dir():
             raise MulsenError(f"scanner export folder {self.folder} does not exist")
         self._seen = {p.name for p in self._listing()}
+        self._before = {p.name for p in self.folder.iterdir()}  # other files already there are not news
         self._candidates: dict[str, _Candidate] = {}
 
     def _listing(self) -> list[Path]:
@@ -87,8 +88,12 @@ class ExportWatcher:
             if len(found) >= count:
                 break
             if time.monotonic() > deadline:
+                others = sorted(p.name for p in self.folder.iterdir() if p.is_file() and p.name not in self._before
+                                and p.suffix.lower() not in SCAN_SUFFIXES and not p.name.startswith("."))
+                hint = (f"; not scan formats, ignored: {', '.join(others[:5])}{' ...' if len(others) > 5 else ''} "
+                        f"(readable: {', '.join(SCAN_SUFFIXES)})") if others else ""
                 raise MulsenError(f"scanner export folder {self.folder}: {len(found)} of {count} scans appeared "
-                                  f"within {timeout_s:g} s")
+                                  f"within {timeout_s:g} s{hint}")
             if should_stop:
                 should_stop()
             time.sleep(self.poll_s)

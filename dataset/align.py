@@ -50,6 +50,9 @@ class AlignmentGates:
     min_fitness: float = 0.1
     max_rmse_spacing: float = 0.5  # point-to-plane RMSE of the pairs, in units of the median point spacing
     min_overlap_points: int = 50
+    # take the FPFH + RANSAC pose when it passes every gate but the flip check (a part that was not turned
+    # over, or one whose up direction the normals cannot tell); off by default, offered in the refusal
+    accept_fallback: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Candidate:
     fitness: float
     inlier_rmse: float
     passed: bool
+    failed: tuple[str, ...] = ()  # each gate it missed, with its numbers
 
 
 @dataclass
@@ -349,27 +353,30 @@ def align_scans(scan_a: Mesh, scan_b: Mesh, gates: AlignmentGates | None = None,
             continue  # both candidates ran into the same basin: finishing it twice gives the same answer
         settled.append(transform)
         transform, fitness, rmse, pairs = _finish(target, b_points, b_normals, transform, spacing)
-        passed = bool(_passes(gates, fitness, rmse, pairs, spacing) and is_flip(transform))
-        report.append(Candidate(name, round(fitness, 5), round(rmse, 6), passed))
+        failed = gate_failures(gates, fitness, rmse, pairs, spacing, is_flip(transform))
+        passed = not failed
+        report.append(Candidate(name, round(fitness, 5), round(rmse, 6), passed, failed))
         if passed and (best is None or (fitness, -rmse) > (best[1], -best[2])):
             best = (transform, fitness, rmse)
     if best is None and allow_global and point_pairs is None and initial is None:
         transform = _global_registration(_cloud(a_points, a_normals), b_points, b_normals, spacing)
         transform = refine(target, b_points, b_normals, transform, spacing, max_points=MIDDLE_POINTS)[0]
         transform, fitness, rmse, pairs = _finish(target, b_points, b_normals, transform, spacing)
-        passed = bool(_passes(gates, fitness, rmse, pairs, spacing) and is_flip(transform))
-        report.append(Candidate("FPFH + RANSAC", round(fitness, 5), round(rmse, 6), passed))
+        failed = gate_failures(gates, fitness, rmse, pairs, spacing, is_flip(transform))
+        passed = not failed or (gates.accept_fallback and failed == (NOT_A_FLIP,))
+        report.append(Candidate("FPFH + RANSAC", round(fitness, 5), round(rmse, 6), passed, failed))
         if passed:
-            best, method = (transform, fitness, rmse), "FPFH + RANSAC fallback + ICP"
+            best = (transform, fitness, rmse)
+            method = "FPFH + RANSAC fallback + ICP" + (" (accepted without the flip check)" if failed else "")
     if best is None:
         if not report:
             raise AlignmentError("no candidate turned the scan over (the flip prior failed); supply an initial "
                                  "transform or three point pairs")
-        top = max(report, key=lambda r: r.fitness)
-        raise AlignmentError(f"no alignment passed the gates (best: {top.candidate}, fitness {top.fitness:.3f} "
-                             f"< {gates.min_fitness} or inlier RMSE {top.inlier_rmse:.4f} > "
-                             f"{gates.max_rmse_spacing * spacing:.4f}); supply an initial transform or three point "
-                             "pairs")
+        reasons = "; ".join(f"{r.candidate}: {', '.join(r.failed)}" for r in report)
+        offer = " or accept the FPFH + RANSAC pose, which passed every other gate (--accept-fallback)" if any(
+            r.candidate == "FPFH + RANSAC" and r.failed == (NOT_A_FLIP,) for r in report) else ""
+        raise AlignmentError(f"no alignment passed the gates ({reasons}); supply an initial transform or three "
+                             f"point pairs{offer}")
     transform, fitness, rmse = best
     overlap = _overlap_ratio(a_points, apply_transform(transform, b_points), 1.5 * spacing)
     return AlignmentResult(unshift @ transform @ shift, fitness, rmse, overlap, spacing, method, report)
@@ -400,9 +407,24 @@ def _same_pose(first: np.ndarray, second: np.ndarray, tolerance: float) -> bool:
     return bool(rotation_angle_deg(first, second) < 1.0 and np.linalg.norm(first[:3, 3] - second[:3, 3]) < tolerance)
 
 
-def _passes(gates: AlignmentGates, fitness: float, rmse: float, pairs: int, spacing: float) -> bool:
-    return fitness >= gates.min_fitness and rmse <= gates.max_rmse_spacing * spacing and \
-        pairs >= gates.min_overlap_points
+NOT_A_FLIP = "not turned over (B's top does not face down in A, within 20 deg)"
+
+
+def gate_failures(gates: AlignmentGates, fitness: float, rmse: float, pairs: int, spacing: float,
+                  flipped: bool = True) -> tuple[str, ...]:
+    """Each gate a finished pose misses, with its numbers (empty: it passes). Lengths are in the scans' unit."""
+    failed = []
+    if pairs == 0:
+        return ("no point of B lies near A",) + (() if flipped else (NOT_A_FLIP,))
+    if fitness < gates.min_fitness:
+        failed.append(f"overlap fitness {fitness:.3f} < {gates.min_fitness:g}")
+    if not rmse <= gates.max_rmse_spacing * spacing:
+        failed.append(f"inlier RMSE {rmse:.3g} > {gates.max_rmse_spacing:g} x point spacing {spacing:.3g}")
+    if pairs < gates.min_overlap_points:
+        failed.append(f"{pairs} paired points < {gates.min_overlap_points}")
+    if not flipped:
+        failed.append(NOT_A_FLIP)
+    return tuple(failed)
 
 
 def _overlap_ratio(a_points: np.ndarray, b_aligned: np.ndarray, radius: float) -> float:

@@ -26,7 +26,8 @@ from mulsen.core.files import read_input
 IGNORE_LABEL = "__ignore__"
 BACKGROUND_LABEL = "_background_"
 SHAPE_POINTS = {"rectangle": 2, "circle": 2, "line": 2, "point": 1, "mask": 2}
-SHAPE_TYPES = ("polygon", "rectangle", "circle", "line", "linestrip", "point", "oriented_rectangle", "mask")
+SHAPE_TYPES = ("polygon", "rectangle", "circle", "line", "linestrip", "point", "oriented_rectangle", "mask",
+               "rotation", "quadrilateral")  # the last two: X-AnyLabeling's rotated boxes and 4-point shapes
 MAX_IMAGE_SIDE = 1 << 16
 # LabelMe's own examples carry polygon points up to 0.4 px beyond the image border (a click on the edge of
 # a zoomed canvas); drawing clips those by a fraction of a pixel, which is harmless
@@ -116,6 +117,16 @@ def read_labelme(path: str | Path) -> LabelmeDocument:
             raise DataFormatError(path, f"shape {index} ({raw['label']}): points are not [x, y] pairs") from None
         if not np.all(np.isfinite(points)):
             raise DataFormatError(path, f"shape {index} ({raw['label']}): a point is NaN or infinite")
+        if shape_type in ("rotation", "quadrilateral"):  # four corners in drawing order: a polygon
+            shape_type = "polygon"
+        elif shape_type == "rectangle" and len(points) == 4:
+            # X-AnyLabeling >= 2.4 stores a rectangle as its 4 corners; an axis-aligned one is the box of its
+            # corners, a turned one is the polygon it outlines
+            xs, ys = np.unique(points[:, 0]), np.unique(points[:, 1])
+            if len(xs) <= 2 and len(ys) <= 2:
+                points = np.array([[xs.min(), ys.min()], [xs.max(), ys.max()]])
+            else:
+                shape_type = "polygon"
         needed = SHAPE_POINTS.get(shape_type)
         if needed is not None and len(points) != needed:
             raise DataFormatError(path, f"shape {index} ({raw['label']}): a {shape_type} needs {needed} points, "

@@ -141,12 +141,14 @@ def load_annotations(folder: Path | None, rgb_shape: tuple[int, int], ir_shape: 
             if not path.exists():
                 continue
             document = read_labelme(path)
-            declared = document.size(check_image=False)
+            # a file without imageHeight/imageWidth (2018-era, labelme 3.5) was drawn on the captured image
+            declared = document.size(check_image=False) if document.image_size or document.image_data \
+                else tuple(shape)
             if declared != tuple(shape):
                 raise DataFormatError(path, f"annotated image is {declared[1]}x{declared[0]}, the captured one is "
                                             f"{shape[1]}x{shape[0]}")
             mask, found = defect_mask(document, declared)
-            labels |= found
+            labels |= {defect_label(path, label) for label in found}
             if name == "rgb.json":
                 rgb_mask = mask if mask.any() else None
             else:
@@ -178,6 +180,16 @@ def load_annotations(folder: Path | None, rgb_shape: tuple[int, int], ir_shape: 
             "do not name the defect type (add sample.json with {\"defect\": TYPE})"
         raise DataFormatError(where, f"the annotations {problem}")
     return content, labels.pop()
+
+
+def defect_label(path: Path, label: str) -> str:
+    """An annotation's label as a defect folder name: case and surrounding whitespace folded, inner spaces and
+    hyphens as underscores ('Crack ' -> 'crack', 'Broken inside' -> 'broken_inside'); anything else refused."""
+    name = re.sub(r"[\s-]+", "_", label.strip().lower())
+    if not DEFECT_TYPE.fullmatch(name):
+        raise DataFormatError(path, f"label {label!r} is not a defect type name (letters, digits, underscores; "
+                                    "e.g. 'crack', 'broken_inside')")
+    return name
 
 
 def _goes_to_test(category: str, sample_id: str, ratio: float) -> bool:

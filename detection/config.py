@@ -94,6 +94,12 @@ class DetectorConfig:
         if not 0 < self.false_alarm_rate < 1:
             raise ConfigError(f"false-alarm rate must be in (0, 1), got {self.false_alarm_rate:g}")
 
+    @property
+    def process_safe(self) -> bool:
+        """Whether extraction may run in forked worker processes: not with torch networks (a forked torch
+        can deadlock in its thread pool, CUDA does not survive a fork, and torch uses the cores itself)."""
+        return all(self.extractor(m).backbone in ("handcrafted", "raw_patches", "fpfh") for m in self.modalities)
+
     def extractor(self, modality: str) -> ImageFeatureConfig | PointFeatureConfig:
         if modality == "rgb":
             return self.image

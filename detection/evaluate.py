@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from mulsen.core.atomic import atomic_write_text
+from mulsen.core.parallel import map_ordered
 from mulsen.core.records import Record
 from mulsen.dataset.reader import MulsenDataset
 from mulsen.dataset.records import Split
@@ -111,32 +113,48 @@ def _shrink(array: np.ndarray, width: int, nearest: bool) -> np.ndarray:
     return out > 127 if nearest else out
 
 
+@dataclass(frozen=True)
+class _Scored:
+    """What evaluation keeps of one test sample (a worker's result): maps and masks already at metric size."""
+
+    name: str
+    label: int
+    own_labels: dict[str, int]
+    scores: dict[str, float]
+    maps: dict[str, np.ndarray]
+    masks: dict[str, np.ndarray]
+    regions: np.ndarray | None  # connected defect regions on the mesh, for the point-cloud AUPRO
+
+
+def _score_record(dataset: MulsenDataset, model: TripleADModel, modalities: tuple[str, ...], rec) -> _Scored:
+    data = dataset.load(rec)
+    result = model.score(data, modalities)
+    maps, masks = {}, {}
+    for m in modalities:
+        gt = {"rgb": data.rgb_mask, "infrared": data.ir_mask, "pointcloud": data.pc_mask}[m]
+        amap = result[m].anomaly_map
+        if m != "pointcloud":
+            gt, amap = _shrink(gt, PIXEL_METRIC_WIDTH, True), _shrink(amap, PIXEL_METRIC_WIDTH, False)
+        maps[m], masks[m] = amap, gt
+    regions = mesh_components(data.pc_mask, data.mesh.faces) if "pointcloud" in modalities else None
+    return _Scored(str(rec.key), rec.labels.label_or, {m: rec.labels.of(m) for m in modalities},
+                   {m: r.score for m, r in result.items()}, maps, masks, regions)
+
+
 def evaluate_category(dataset: MulsenDataset, model: TripleADModel, combos: list[tuple[str, ...]],
-                      fusion: str | None = None, progress=None) -> CategoryResult:
+                      fusion: str | None = None, progress=None, jobs: int = 1) -> CategoryResult:
+    """Every test sample of the model's category scored (on ``jobs`` processes), then the metrics."""
     records = dataset.records(model.category, Split.TEST)
-    modalities = sorted({m for c in combos for m in c}, key=model.config.modalities.index)
-    labels, scores, names = [], [], []
-    own_labels: dict[str, list[int]] = {m: [] for m in modalities}
-    maps: dict[str, list[np.ndarray]] = {m: [] for m in modalities}
-    masks: dict[str, list[np.ndarray]] = {m: [] for m in modalities}
-    regions: list[np.ndarray] = []  # connected defect regions on each mesh, for the point-cloud AUPRO
-    for rec in progress(records, len(records)) if progress else records:
-        data = dataset.load(rec)
-        result = model.score(data, tuple(modalities))
-        names.append(str(rec.key))
-        labels.append(rec.labels.label_or)
-        if "pointcloud" in modalities:
-            regions.append(mesh_components(data.pc_mask, data.mesh.faces))
-        for m in modalities:
-            own_labels[m].append(rec.labels.of(m))
-        scores.append({m: r.score for m, r in result.items()})
-        for m in modalities:
-            gt = {"rgb": data.rgb_mask, "infrared": data.ir_mask, "pointcloud": data.pc_mask}[m]
-            amap = result[m].anomaly_map
-            if m != "pointcloud":
-                gt, amap = _shrink(gt, PIXEL_METRIC_WIDTH, True), _shrink(amap, PIXEL_METRIC_WIDTH, False)
-            maps[m].append(amap)
-            masks[m].append(gt)
+    modalities = tuple(sorted({m for c in combos for m in c}, key=model.config.modalities.index))
+    jobs = jobs if model.config.process_safe else 1
+    scored = map_ordered(partial(_score_record, dataset, model, modalities), records, jobs, progress)
+    names = [s.name for s in scored]
+    labels = [s.label for s in scored]
+    own_labels = {m: [s.own_labels[m] for s in scored] for m in modalities}
+    scores = [s.scores for s in scored]
+    maps = {m: [s.maps[m] for s in scored] for m in modalities}
+    masks = {m: [s.masks[m] for s in scored] for m in modalities}
+    regions = [s.regions for s in scored if s.regions is not None]
     out = CategoryResult(model.category)
     y = np.array(labels)
     fused_by: dict[str, list[float]] = {}

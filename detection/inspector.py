@@ -13,12 +13,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from mulsen.core.errors import MulsenError
 from mulsen.core.files import read_input
+from mulsen.core.parallel import map_ordered
 from mulsen.core.records import Record
 from mulsen.dataset.build import capture_folders
 from mulsen.dataset.records import SampleData
@@ -69,6 +71,25 @@ class Detector:
         if isinstance(sample, SampleData):
             return self.model.detect(sample, name, false_alarm_rate)
         return self.model.detect(self.load_sample(sample, force), name or str(sample), false_alarm_rate)
+
+
+def inspect_one(detector: Detector, force: bool, false_alarm_rate: float | None,
+                task: tuple[str | Path, Path]) -> Detection:
+    """Load one capture folder, judge it and write its results into ``task[1]`` (a worker's task)."""
+    sample, out = task
+    data = detector.load_sample(sample, force)
+    detection = detector.predict(data, false_alarm_rate, name=str(sample))
+    write_detection(detector, detection, data, out)
+    return detection
+
+
+def inspect_many(detector: Detector, tasks: list[tuple[str | Path, Path]], force: bool = False,
+                 false_alarm_rate: float | None = None, jobs: int = 1,
+                 progress: Callable | None = None) -> list[Detection]:
+    """``inspect_one`` over (capture folder, output folder) pairs on ``jobs`` processes, in order; the first
+    refused capture stops the run (its error is raised)."""
+    jobs = jobs if detector.model.config.process_safe else 1
+    return map_ordered(partial(inspect_one, detector, force, false_alarm_rate), tasks, jobs, progress)
 
 
 def write_detection(detector: Detector, detection: Detection, data: SampleData, out: Path) -> dict[str, str]:

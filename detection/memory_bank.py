@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
-import threading
-from typing import Any
-
 import numpy as np
 
 # The one definition of each bank parameter's default (DetectorConfig and the CLI take them from here).
 DEFAULT_MAX_BANK_SIZE = 10000  # 4 % of 100 full-size normals' patches: scoring time is linear in it
 DEFAULT_PROJECTION_DIM = 16  # dimensions the greedy coreset selection works in (random projection)
 
-faiss: Any
-try:
-    faiss = importlib.import_module("faiss")
-except ImportError:  # pragma: no cover - faiss-cpu is a declared dependency of the detect extra
-    faiss = None
-
+# One block of query-to-bank squared distances: small enough to stay in cache while it is reduced.
+KNN_BLOCK_BYTES = 4 << 20
 
 def greedy_coreset(features: np.ndarray, size: int, projection_dim: int = DEFAULT_PROJECTION_DIM, seed: int = 0
                    ) -> np.ndarray:
@@ -42,9 +34,13 @@ def greedy_coreset(features: np.ndarray, size: int, projection_dim: int = DEFAUL
     chosen = np.empty(size, dtype=np.int64)
     chosen[0] = int(rng.integers(n))
     min_dist = np.full(n, np.inf, dtype=np.float32)
+    d = np.empty(n, dtype=np.float32)
     for k in range(1, size + 1):
         c = chosen[k - 1]
-        d = sq + sq[c] - 2 * (x @ x[c])
+        np.dot(x, x[c], out=d)  # in place: each step is a few passes over N, no allocations
+        d *= -2
+        d += sq
+        d += sq[c]
         np.minimum(min_dist, d, out=min_dist)
         if k == size:
             break
@@ -52,9 +48,31 @@ def greedy_coreset(features: np.ndarray, size: int, projection_dim: int = DEFAUL
     return chosen
 
 
-def nearest_distances(queries: np.ndarray, bank: np.ndarray, chunk: int = 2048, index=None) -> np.ndarray:
-    """Exact Euclidean distance of each query to its nearest bank row (faiss flat L2, else chunked numpy)."""
-    return nearest_neighbours(queries, bank, 1, index, chunk)[0][:, 0]
+PRESELECT_FACTOR = 3  # first round: each sample offers its own coreset of this many times the bank's ratio
+
+
+def preselect(features: np.ndarray, coreset_ratio: float, seed: int = 0,
+              projection_dim: int = DEFAULT_PROJECTION_DIM) -> np.ndarray:
+    """First round of a two-round coreset: the rows of one sample's features worth offering to the bank.
+
+    A greedy coreset of ``PRESELECT_FACTOR x coreset_ratio`` of the sample's patches, standardised with the
+    sample's own statistics. Run per sample where the sample is extracted (in parallel), it leaves the
+    bank's sequential greedy a third of the patches; a patch not offered lies within the sample's own
+    (much finer) coverage radius of one that was. Sorted row indices.
+    """
+    ratio = min(1.0, PRESELECT_FACTOR * coreset_ratio)
+    n = len(features)
+    if ratio >= 1 or n < 2:
+        return np.arange(n)
+    x = np.asarray(features, np.float32)
+    std = x.std(axis=0)
+    normed = (x - x.mean(axis=0)) / (std + 0.05 * float(std.mean()) + 1e-6)
+    return np.sort(greedy_coreset(normed, max(1, round(n * ratio)), projection_dim=projection_dim, seed=seed))
+
+
+def nearest_distances(queries: np.ndarray, bank: np.ndarray, block_rows: int | None = None) -> np.ndarray:
+    """Exact Euclidean distance of each query to its nearest bank row."""
+    return nearest_neighbours(queries, bank, 1, block_rows=block_rows)[0][:, 0]
 
 
 class MemoryBank:
@@ -70,12 +88,14 @@ class MemoryBank:
         if self.tolerance is not None and (self.tolerance.shape != (len(self.features),)
                                            or not np.all(np.isfinite(self.tolerance) & (self.tolerance > 0))):
             raise ValueError("bank tolerances must be positive and finite, one per entry")
-        self._index: Any = None
-        self._index_lock = threading.Lock()  # scoring runs on several threads; build the index once
 
     @classmethod
     def fit(cls, feature_sets: list[np.ndarray], coreset_ratio: float, max_size: int = DEFAULT_MAX_BANK_SIZE,
-            seed: int = 0, projection_dim: int = DEFAULT_PROJECTION_DIM, tolerance: bool = False) -> MemoryBank:
+            seed: int = 0, projection_dim: int = DEFAULT_PROJECTION_DIM, tolerance: bool = False,
+            candidates: list[np.ndarray] | None = None) -> MemoryBank:
+        """Standardise, keep a greedy coreset (``coreset_ratio`` of all patches, at most ``max_size``), and
+        measure the entries' tolerances. ``candidates``: per feature set, the rows the coreset may choose
+        from (``preselect``'s first round); the statistics and tolerances still use every row."""
         if not 0 < coreset_ratio <= 1 or max_size < 1:
             raise ValueError(f"coreset ratio {coreset_ratio} must be in (0, 1] and the bank size {max_size} >= 1")
         stacked = np.concatenate(feature_sets).astype(np.float32)
@@ -85,7 +105,14 @@ class MemoryBank:
         scale = std + 0.05 * float(std.mean()) + 1e-6
         normed = (stacked - mean) / scale
         size = max(1, min(max_size, round(len(normed) * coreset_ratio)))
-        keep = greedy_coreset(normed, size, projection_dim=projection_dim, seed=seed)
+        if candidates is None:
+            keep = greedy_coreset(normed, size, projection_dim=projection_dim, seed=seed)
+        else:
+            if len(candidates) != len(feature_sets):
+                raise ValueError("one candidate index array per feature set")
+            offsets = np.cumsum([0] + [len(f) for f in feature_sets[:-1]])
+            pool = np.concatenate([np.asarray(c, np.int64) + o for c, o in zip(candidates, offsets, strict=True)])
+            keep = pool[greedy_coreset(normed[pool], min(size, len(pool)), projection_dim=projection_dim, seed=seed)]
         source = np.repeat(np.arange(len(feature_sets)), [len(f) for f in feature_sets])
         tol = _entry_tolerance(normed, source, keep, seed) if tolerance and len(feature_sets) > 1 else None
         return cls(normed[keep], mean, scale, tol)
@@ -93,23 +120,14 @@ class MemoryBank:
     def score(self, features: np.ndarray) -> np.ndarray:
         """Nearest-neighbour distance of every patch to the bank."""
         normed = (np.asarray(features, np.float32) - self.mean) / self.scale
-        index = None
-        if faiss is not None:
-            with self._index_lock:
-                if self._index is None:
-                    built = faiss.IndexFlatL2(self.features.shape[1])
-                    built.add(self.features)
-                    self._index = built  # published only when complete
-                index = self._index
+        dist, nearest = nearest_neighbours(normed, self.features, 1)
         if self.tolerance is None:
-            return nearest_distances(normed, self.features, index=index)
-        dist, nearest = nearest_neighbours(normed, self.features, 1, index=index)
+            return dist[:, 0]
         return dist[:, 0] / self.tolerance[nearest[:, 0]]
 
 
 TOLERANCE_PATCHES = 20000  # patches drawn to measure the bank entries' tolerances
 TOLERANCE_PRIOR = 5.0  # an entry's tolerance is shrunk towards the bank's as if it had this many more hits
-TOLERANCE_NEIGHBOURS = 8  # nearest entries searched for one that comes from another sample
 
 
 def _entry_tolerance(normed: np.ndarray, source: np.ndarray, keep: np.ndarray, seed: int) -> np.ndarray:
@@ -124,13 +142,9 @@ def _entry_tolerance(normed: np.ndarray, source: np.ndarray, keep: np.ndarray, s
     rng = np.random.default_rng(seed + 7919)
     pool = np.setdiff1d(np.arange(len(normed)), keep)
     drawn = rng.choice(pool, min(len(pool), TOLERANCE_PATCHES), replace=False) if len(pool) else keep
-    k = min(TOLERANCE_NEIGHBOURS, len(keep))
-    dist, nearest = nearest_neighbours(normed[drawn], normed[keep], k)
-    other = source[keep][nearest] != source[drawn][:, None]
-    usable = other.any(axis=1)
-    column = np.argmax(other, axis=1)[usable]  # the first neighbour from another sample
-    rows = np.flatnonzero(usable)
-    hit, d = nearest[rows, column], dist[rows, column]
+    dist, nearest = nearest_neighbours(normed[drawn], normed[keep], 1, groups=(source[drawn], source[keep]))
+    usable = np.isfinite(dist[:, 0])
+    hit, d = nearest[usable, 0], dist[usable, 0]
     overall = float(d.mean()) if len(d) else 1.0
     hits = np.bincount(hit, minlength=len(keep))
     sums = np.bincount(hit, d, minlength=len(keep))
@@ -138,25 +152,43 @@ def _entry_tolerance(normed: np.ndarray, source: np.ndarray, keep: np.ndarray, s
     return np.maximum(tol, 0.25 * overall).astype(np.float32) if overall > 0 else np.ones(len(keep), np.float32)
 
 
-def nearest_neighbours(queries: np.ndarray, bank: np.ndarray, k: int, index=None, chunk: int = 2048
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """(distances, indices), each (Q, k): the k nearest bank rows of each query, nearest first."""
+def nearest_neighbours(queries: np.ndarray, bank: np.ndarray, k: int, block_rows: int | None = None,
+                       groups: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(distances, indices), each (Q, k): the k nearest bank rows of each query, nearest first (exact).
+
+    Brute force in cache-sized blocks of ``q.b`` products (one BLAS call each), candidates ranked by
+    ``|b|^2 - 2 q.b`` about the bank's mean, then the chosen neighbours' distances computed directly (the
+    expanded form loses digits to cancellation). ``groups`` (query groups, bank groups): a query never
+    meets bank rows of its own group (leave one sample out); a query whose group holds the whole bank gets
+    an infinite distance. Written here rather than taken from faiss: on these low-dimensional banks
+    (12-66 dims, 10k rows) faiss's flat index was 3-5x slower (0.15 s against 0.03 s per 3072 RGB patches
+    on one core), and a flat index is all the exact search needs.
+    """
     q = np.ascontiguousarray(queries, np.float32)
     b = np.ascontiguousarray(bank, np.float32)
-    if faiss is not None:
-        if index is None:
-            index = faiss.IndexFlatL2(b.shape[1])
-            index.add(b)
-        dist, idx = index.search(q, k)
-        return np.sqrt(np.clip(dist, 0, None)), idx.astype(np.int64)
-    bsq = np.einsum("ij,ij->i", b, b)
-    dists, idxs = [], []
-    for start in range(0, len(q), chunk):
-        part = q[start:start + chunk]
-        d = np.einsum("ij,ij->i", part, part)[:, None] - 2 * part @ b.T + bsq[None, :]
-        idx = np.argpartition(d, k - 1, axis=1)[:, :k] if k < d.shape[1] else np.arange(d.shape[1])[None].repeat(
-            len(d), axis=0)
-        idx = np.take_along_axis(idx, np.argsort(np.take_along_axis(d, idx, axis=1), axis=1), axis=1)
-        dists.append(np.sqrt(np.clip(np.take_along_axis(d, idx, axis=1), 0, None)))
-        idxs.append(idx)
-    return np.concatenate(dists), np.concatenate(idxs).astype(np.int64)
+    if q.ndim != 2 or b.ndim != 2 or q.shape[1] != b.shape[1] or not len(b):
+        raise ValueError(f"queries {q.shape} and bank {b.shape} must be 2-D with the same width, bank non-empty")
+    k = max(1, min(k, len(b)))
+    centre = b.mean(axis=0)
+    bc, qc = b - centre, q - centre
+    bsq = np.einsum("ij,ij->i", bc, bc)
+    rows = block_rows or max(16, KNN_BLOCK_BYTES // (4 * len(b)))
+    idx = np.empty((len(q), k), np.int64)
+    for start in range(0, len(q), rows):
+        block = qc[start:start + rows] @ bc.T
+        block *= -2
+        block += bsq
+        if groups is not None:
+            block[groups[0][start:start + rows, None] == groups[1][None, :]] = np.inf
+        if k == 1:
+            idx[start:start + rows, 0] = block.argmin(axis=1)
+        else:
+            idx[start:start + rows] = np.argpartition(block, k - 1, axis=1)[:, :k]
+    diff = b[idx] - q[:, None, :]
+    dist = np.sqrt(np.einsum("qkd,qkd->qk", diff, diff))
+    if groups is not None:
+        dist[groups[0][:, None] == groups[1][idx]] = np.inf
+    if k > 1:
+        order = np.argsort(dist, axis=1, kind="stable")
+        dist, idx = np.take_along_axis(dist, order, axis=1), np.take_along_axis(idx, order, axis=1)
+    return dist, idx

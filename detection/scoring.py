@@ -15,7 +15,7 @@ from mulsen.dataset.records import SampleData
 
 from .config import DetectorConfig
 from .features import ImageFeatureConfig, PatchGrid, PointGroups, image_features, point_features, upsample_scores
-from .memory_bank import MemoryBank
+from .memory_bank import MemoryBank, preselect
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,18 @@ def patch_scores(bank: MemoryBank, features: np.ndarray, geometry: PatchGrid | P
     return geometry.smooth(patch) if isinstance(geometry, PointGroups) else patch
 
 
-def fit_bank(feature_sets: list[np.ndarray], config: DetectorConfig, index: int) -> MemoryBank:
-    """The memory bank of the ``index``-th modality from its normals' features."""
+def fit_bank(feature_sets: list[np.ndarray], config: DetectorConfig, index: int,
+             candidates: list[np.ndarray] | None = None) -> MemoryBank:
+    """The memory bank of the ``index``-th modality from its normals' features (``candidates``: each
+    sample's ``bank_candidates``)."""
     return MemoryBank.fit(feature_sets, config.coreset_ratio, config.max_bank_size, seed=config.seed + index,
-                          projection_dim=config.coreset_projection_dim, tolerance=config.bank_tolerance)
+                          projection_dim=config.coreset_projection_dim, tolerance=config.bank_tolerance,
+                          candidates=candidates)
+
+
+def bank_candidates(features: np.ndarray, config: DetectorConfig) -> np.ndarray:
+    """The patches of one sample offered to its modality's bank (first round of the coreset)."""
+    return preselect(features, config.coreset_ratio, config.seed, config.coreset_projection_dim)
 
 
 def score_sample(banks: Mapping[str, MemoryBank], data: SampleData, config: DetectorConfig,

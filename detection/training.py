@@ -1,4 +1,4 @@
-"""Training orchestration: hold-out split, feature extraction on worker threads, banks, calibration.
+"""Training orchestration: hold-out split, feature extraction on worker processes, banks, calibration.
 
 The computation itself is in ``scoring`` (pure functions); this module decides which normals build the
 banks and which calibrate, and keeps both cores busy (anomalib's ``lightning_model`` role).
@@ -7,21 +7,22 @@ banks and which calibrate, and keeps both cores busy (anomalib's ``lightning_mod
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
 
 from mulsen.core.errors import MulsenError
+from mulsen.core.parallel import available_cores, map_ordered
 from mulsen.dataset.records import SampleData
 
 from .config import DetectorConfig
 from .detect import BACKGROUND_QUANTILE, InputProfile, SampleShape
 from .fusion import Calibration
 from .memory_bank import MemoryBank
-from .scoring import extract, fit_bank, object_score, patch_scores
+from .scoring import bank_candidates, extract, fit_bank, object_score, patch_scores
 
-WORKERS = 2  # loading and extraction release the GIL for most of their work (PIL, numpy, open3d, torch)
+WORKERS = available_cores()  # processes for loading and extraction, the banks, and scoring
 INSAMPLE_DIAGNOSTIC = 20  # in-sample rows kept when the gate does not need them all
 T = TypeVar("T")
 Progress = Callable[[Iterable[T], int], Iterable[T]]
@@ -37,49 +38,62 @@ def holdout_split(count: int, config: DetectorConfig) -> tuple[np.ndarray, np.nd
     return order[:n_hold], order[n_hold:]
 
 
+Extracted = tuple[SampleShape, dict[str, tuple[np.ndarray, Any]], dict[str, np.ndarray]]
+
+
+def extract_sample(load: Callable[[T], SampleData], config: DetectorConfig, task: tuple[T, bool]) -> Extracted:
+    """A worker's task: the input's shape, every modality's (features, geometry) of one sample and, for a
+    bank sample, the patches it offers to each bank."""
+    record, for_bank = task
+    data = load(record)
+    per = {m: extract(m, data, config) for m in config.modalities}
+    offered = {m: bank_candidates(per[m][0], config) for m in config.modalities} if for_bank else {}
+    return SampleShape.of(data), per, offered
+
+
+def _fit_one(features: list[list[np.ndarray]], candidates: list[list[np.ndarray]], config: DetectorConfig,
+             index: int) -> MemoryBank:
+    return fit_bank(features[index], config, index, candidates[index])
+
+
 def train_banks(load: Callable[[T], SampleData], records: Sequence[T], config: DetectorConfig,
                 progress: Progress | None = None, workers: int = WORKERS
                 ) -> tuple[dict[str, MemoryBank], Calibration, InputProfile]:
     """Banks from most training normals, calibration scores from the held-out rest, and the range of inputs
-    seen; results keep record order."""
+    seen; results keep record order, and are the same on any number of ``workers`` (processes)."""
     hold_idx, bank_idx = holdout_split(len(records), config)
     modalities = config.modalities
-    shapes: dict[int, SampleShape] = {}
-
-    def extract_all(i: int) -> dict[str, tuple[np.ndarray, Any]]:
-        data = load(records[i])
-        shapes[i] = SampleShape.of(data)
-        return {m: extract(m, data, config) for m in modalities}
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        extracted = pool.map(extract_all, list(bank_idx))
-        bank_cache = list(progress(extracted, len(bank_idx)) if progress else extracted)
+    workers = workers if config.process_safe else 1
+    order = [int(i) for i in bank_idx] + [int(i) for i in hold_idx]
+    tasks = [(records[i], k < len(bank_idx)) for k, i in enumerate(order)]
+    extracted = map_ordered(partial(extract_sample, load, config), tasks, workers, progress)
+    profile_shapes = [e[0] for _, e in sorted(zip(order, extracted, strict=True), key=lambda p: p[0])]
+    bank_cache = [per for _, per, _ in extracted[:len(bank_idx)]]
+    offered = [o for _, _, o in extracted[:len(bank_idx)]]
+    held = [per for _, per, _ in extracted[len(bank_idx):]]
+    del extracted
     features = [[per[m][0] for per in bank_cache] for m in modalities]
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # the greedy coreset is GEMV-bound
-        built = pool.map(fit_bank, features, [config] * len(modalities), range(len(modalities)))
-        banks = dict(zip(modalities, built, strict=True))
-    del features
+    candidates = [[o[m] for o in offered] for m in modalities]
+    # one bank per process: each greedy coreset is a sequential loop of short numpy steps
+    built = map_ordered(partial(_fit_one, features, candidates, config), range(len(modalities)), workers)
+    banks = dict(zip(modalities, built, strict=True))
+    del features, candidates
 
-    def row(per: dict[str, tuple[np.ndarray, Any]]) -> list[float]:
-        return [object_score(m, patch_scores(banks[m], *per[m]), config) for m in modalities]
-
-    # In-sample scores: the paper's gate is fitted on all of them; otherwise a few are kept as a
-    # diagnostic (how much lower than held-out scores they are), which is much cheaper.
-    sampled = bank_cache if config.gate_fit == "paper" else bank_cache[:INSAMPLE_DIAGNOSTIC]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        insample = np.array(list(pool.map(row, sampled)))
-    del bank_cache
-    def holdout_row(i: int) -> tuple[list[float], list[float]]:
+    def scored(per: dict[str, tuple[np.ndarray, Any]]) -> tuple[list[float], list[float]]:
         """Object scores and the map's background level (``BACKGROUND_QUANTILE`` of its patches) per modality."""
-        per = extract_all(i)
         patches = [patch_scores(banks[m], *per[m]) for m in modalities]
         return ([object_score(m, p, config) for m, p in zip(modalities, patches, strict=True)],
                 [float(np.quantile(p, BACKGROUND_QUANTILE)) for p in patches])
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        rows = list(pool.map(holdout_row, list(hold_idx)))
+    # In-sample scores: the paper's gate is fitted on all of them; otherwise a few are kept as a
+    # diagnostic (how much lower than held-out scores they are), which is much cheaper.
+    sampled = bank_cache if config.gate_fit == "paper" else bank_cache[:INSAMPLE_DIAGNOSTIC]
+    rows = map_ordered(scored, sampled + held, workers)
+    del bank_cache
+    insample = np.array([r[0] for r in rows[:len(sampled)]])
+    rows = rows[len(sampled):]
     holdout = np.array([r[0] for r in rows])
     levels = np.array([r[1] for r in rows])
     background = {m: (float(levels[:, k].mean()), float(levels[:, k].std())) for k, m in enumerate(modalities)}
-    profile = InputProfile.of([shapes[i] for i in sorted(shapes)], background)
+    profile = InputProfile.of(profile_shapes, background)
     return banks, Calibration(modalities, holdout, insample), profile

@@ -141,6 +141,9 @@ def _add_gate_options(parser: argparse.ArgumentParser) -> None:
                         help=f"least share of scan B's points that must pair with scan A (default {default}; "
                         "flipped parts overlap on their walls, 0.3-0.8 for the simulated parts; lower it only "
                         "for a part whose walls are a sliver of its surface)")
+    parser.add_argument("--accept-fallback", action="store_true",
+                        help="take the global FPFH + RANSAC pose when it passes every gate except the flip check "
+                        "(scans of a part that was not turned over); the refusal says when this would help")
 
 
 def _gates(args: argparse.Namespace):
@@ -149,7 +152,7 @@ def _gates(args: argparse.Namespace):
 
     if not 0 < args.min_fitness <= 1:
         raise MulsenError(f"--min-fitness must lie in (0, 1], got {args.min_fitness}")
-    return AlignmentGates(min_fitness=args.min_fitness)
+    return AlignmentGates(min_fitness=args.min_fitness, accept_fallback=args.accept_fallback)
 
 
 def _merge(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from mulsen.core.files import output_folder
+from mulsen.core.parallel import available_cores
 from mulsen.core.progress import bar
 from mulsen.detection.config import FUSIONS, GATE_FITS, DetectorConfig, all_combinations, parse_modalities
 
@@ -24,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--all", action="store_true", help="train every category")
     tr.add_argument("--out", type=Path, required=True, help="models folder (one subfolder per category)")
     tr.add_argument("--modalities", default="rgb,ir,pc", help="comma list of rgb, ir, pc (default all three)")
+    tr.add_argument("--jobs", type=_jobs, default=available_cores(),
+                    help="worker processes for loading and feature extraction (default: every core; 1: in process)")
     add_field_option(tr, "--coreset-ratio", DetectorConfig, "coreset_ratio",
                      "share of the normals' patches kept in each memory bank, in (0, 1]")
     add_field_option(tr, "--max-bank-size", DetectorConfig, "max_bank_size",
@@ -63,6 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--all-combinations", action="store_true", help="single, dual and triple (Table 5)")
     ev.add_argument("--fusion", choices=FUSIONS, default=None, help="override the model's fusion")
     ev.add_argument("--category", action="append", help="only these categories")
+    ev.add_argument("--jobs", type=_jobs, default=available_cores(),
+                    help="worker processes scoring test samples (default: every core; 1: in process)")
     ev.add_argument("--out", type=Path, help="folder for results.json, object_auroc.csv and per_sample.csv")
     ev.add_argument("--strict", action="store_true",
                     help="refuse to start when a category has no model (default: evaluate the others and list it)")
@@ -92,12 +97,24 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="override the model's calibrated false-alarm rate (saved at training)")
     de.add_argument("--out", type=Path, default=Path("detections"),
                     help="folder for the reports, overlays and point-cloud scores")
+    de.add_argument("--jobs", type=_jobs, default=available_cores(),
+                    help="worker processes judging SAMPLE folders (default: every core; 1: in process)")
     de.add_argument("--force", action="store_true",
                     help="judge captures whose capture.json names another category than the model's")
     de.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
                     help="where pretrained networks run, overriding the model's (default: as trained; auto: cuda "
                     "when available); the weight-free detector always runs on the CPU")
     de.set_defaults(handler=_detect)
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of processes >= 1, got {text!r}")
+    return value
 
 
 def _dataset(path: Path):
@@ -135,7 +152,8 @@ def _train(args: argparse.Namespace) -> int:
                                                       device=device))
     for category in categories:
         records = ds.records(category, "train")
-        model = TripleADModel(category, config).fit(ds.load, records, progress=bar(f"train {category}"))
+        model = TripleADModel(category, config).fit(ds.load, records, progress=bar(f"train {category}"),
+                                                    workers=args.jobs)
         folder = model.save(args.out / category)
         sizes = ", ".join(f"{m} {len(b.features)}" for m, b in model.banks.items())
         print(f"{category}: {len(records)} normals, banks [{sizes}] -> {folder}")
@@ -172,7 +190,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         if category in missing:
             continue
         model = TripleADModel.load(args.models / category, modalities)
-        results.append(evaluate_category(ds, model, combos, args.fusion, progress=bar(f"evaluate {category}")))
+        results.append(evaluate_category(ds, model, combos, args.fusion, progress=bar(f"evaluate {category}"),
+                                         jobs=args.jobs))
     print("Object-level AUROC (single = raw score; dual/triple = fused)")
     print(table5(results))
     print("\nModality-specific object AUROC (each modality against its own labels; defects it cannot see count "
@@ -202,7 +221,7 @@ def _detect(args: argparse.Namespace) -> int:
     if not args.samples:
         raise MulsenError("detect needs SAMPLE folders, or --watch CAPTURES_ROOT")
 
-    from mulsen.detection.inspector import Detector, write_detection
+    from mulsen.detection.inspector import Detector, inspect_many
 
     device = None
     if args.device is not None:
@@ -213,19 +232,24 @@ def _detect(args: argparse.Namespace) -> int:
     output_folder(args.out, "detections folder")
     resolved = [Path(sample).resolve() for sample in args.samples]
     base = Path(os.path.commonpath(resolved)) if len(resolved) > 1 else resolved[0].parent
-    anomalous = unreliable = 0
-    for sample, full in zip(args.samples, resolved, strict=True):
-        data = detector.load_sample(sample, args.force)
-        detection = detector.predict(data, args.false_alarm_rate, name=str(sample))
-        where = args.out / (full.relative_to(base) if full != base else Path(full.name))
-        write_detection(detector, detection, data, where)
-        anomalous += detection.anomalous
-        unreliable += not detection.reliable
-        print(f"{sample}: {detection.decision}{'' if detection.reliable else ' (UNRELIABLE)'} "
-              f"(fused {detection.fused:.3f}, threshold {detection.threshold:.3f}; "
-              + ", ".join(f"{k} {v:.3f}" for k, v in detection.scores.items()) + f") -> {where}/")
-        for warning in detection.warnings:
-            print(f"  warning: {warning}")
+    tasks = [(sample, args.out / (full.relative_to(base) if full != base else Path(full.name)))
+             for sample, full in zip(args.samples, resolved, strict=True)]
+    counts = {"anomalous": 0, "unreliable": 0}
+
+    def report(detections, total):
+        """Print each verdict as it arrives (results come in sample order)."""
+        for (sample, where), detection in zip(tasks, detections, strict=False):  # stops at a refused one
+            counts["anomalous"] += detection.anomalous
+            counts["unreliable"] += not detection.reliable
+            print(f"{sample}: {detection.decision}{'' if detection.reliable else ' (UNRELIABLE)'} "
+                  f"(fused {detection.fused:.3f}, threshold {detection.threshold:.3f}; "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in detection.scores.items()) + f") -> {where}/", flush=True)
+            for warning in detection.warnings:
+                print(f"  warning: {warning}", flush=True)
+            yield detection
+
+    inspect_many(detector, tasks, args.force, args.false_alarm_rate, args.jobs, report)
+    anomalous, unreliable = counts["anomalous"], counts["unreliable"]
     print(f"{anomalous} of {len(args.samples)} samples anomalous"
           + (f", {unreliable} unreliable" if unreliable else "") + f"; results in {args.out}/")
     return 0

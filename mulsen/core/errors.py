@@ -17,6 +17,9 @@ class DataFormatError(MulsenError):
         self.problem = problem
         super().__init__(f"{path}: {problem}")
 
+    def __reduce__(self):  # survive a trip from a worker process
+        return type(self), (self.path, self.problem)
+
 
 class DeviceError(MulsenError):
     """A device failed, stopped answering or refused a setting; the message names the device."""
@@ -25,6 +28,9 @@ class DeviceError(MulsenError):
         self.device = device
         self.problem = problem
         super().__init__(f"{device}: {problem}")
+
+    def __reduce__(self):  # survive a trip from a worker process
+        return type(self), (self.device, self.problem)
 
 
 class ConfigError(MulsenError, ValueError):

@@ -1,5 +1,5 @@
 """Lazy public APIs for the subpackages (PEP 562): ``from mulsen.detection import TripleADModel`` works, but
-``import mulsen.detection.metrics`` does not pay for torch, open3d or faiss it never uses."""
+``import mulsen.detection.metrics`` does not pay for torch or open3d it never uses."""
 
 from __future__ import annotations
 

@@ -38,6 +38,9 @@ class RecordError(ValueError):
     def __init__(self, where: str, problem: str) -> None:
         super().__init__(f"{where}: {problem}" if where else problem)
 
+    def __reduce__(self):  # survive a trip from a worker process (the message is the whole record)
+        return RecordError, ("", str(self))
+
 
 class _WrongFormat(RecordError):
     def __init__(self, problem: str) -> None:

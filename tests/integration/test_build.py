@@ -3,6 +3,7 @@
 import base64
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from mulsen.core.errors import DataFormatError
 from mulsen.core.geometry import apply_transform, transform_error_deg
 from mulsen.dataset.align import (
     AlignmentError,
+    AlignmentGates,
     align_scans,
     median_spacing,
     merge_scans,
@@ -72,12 +74,37 @@ def test_a_wrong_initial_guess_is_caught_by_the_gates():
     scan_a, scan_b, truth = _block_scans(np.random.default_rng(3))
     shifted = truth.copy()
     shifted[:3, 3] += [40.0, 0.0, 0.0]
-    with pytest.raises(AlignmentError, match="no alignment passed the gates"):
+    with pytest.raises(AlignmentError, match="no alignment passed the gates") as info:
         align_scans(scan_a, scan_b, initial=shifted)
+    # the refusal names the gate that failed with its numbers, and only that one
+    assert re.search(r"\(manual initial transform: (overlap fitness 0\.\d+ < 0\.1|no point of B lies near A)",
+                     str(info.value))
+    assert "inf" not in str(info.value)
     # three picked point pairs are a valid start
     picks = scan_b.vertices[[10, 500, 1500]]
     result = align_scans(scan_a, scan_b, point_pairs=(apply_transform(truth, picks), picks))
     assert transform_error_deg(result.transform, truth, picks.mean(0))[1] < 0.05
+
+
+def test_a_pair_that_was_not_turned_over_is_refused_for_that_reason_and_the_fallback_offered():
+    """Scan B is scan A turned 30 deg about the vertical and moved: no flip exists. The global FPFH + RANSAC
+    pose is right but is not a flip; the refusal says so and offers it, and accept_fallback takes it."""
+    from mulsen.dataset.scans import Scan
+
+    rng = np.random.default_rng(5)
+    scene = Scene(sample_part("capsule", rng))
+    scan_a = partial_scan(scene, part_mesh(scene, grid_spacing_for(scene, 1500)), rng, noise_mm=0.03)
+    turn = np.eye(4)
+    c, s_ = np.cos(np.radians(30)), np.sin(np.radians(30))
+    turn[:3, :3] = [[c, -s_, 0], [s_, c, 0], [0, 0, 1]]
+    turn[:3, 3] = [12.0, -5.0, 3.0]
+    scan_b = Scan(apply_transform(turn, scan_a.vertices), scan_a.faces)
+    with pytest.raises(AlignmentError, match=r"FPFH \+ RANSAC: not turned over.*--accept-fallback"):
+        align_scans(scan_a, scan_b)
+    result = align_scans(scan_a, scan_b, AlignmentGates(accept_fallback=True))
+    assert "accepted without the flip check" in result.method
+    angle, offset = transform_error_deg(result.transform, np.linalg.inv(turn), scan_b.vertices.mean(0))
+    assert angle < 0.1 and offset < 0.1
 
 
 def test_merge_keeps_a_and_adds_only_what_b_covers_alone():
@@ -369,3 +396,60 @@ def test_a_provenance_log_cut_by_a_crash_is_recovered_and_closed(tmp_path: Path,
     log.write_text('{"capture": "nut/001"}\n[1, 2]\n{"capture": "nut/002"}\n')  # edited by hand
     with pytest.raises(DataFormatError, match=r"nut.jsonl: line 2 is not a JSON object"):
         already_built(tmp_path / "ds")
+
+
+XANY = REAL_FIXTURES / "labelme" / "x_anylabeling"
+
+
+def test_x_anylabeling_rectangles_as_four_corners_and_rotated_boxes(tmp_path: Path):
+    size = (100, 120)
+    corners = [[10.0, 20.0], [40.0, 20.0], [40.0, 60.0], [10.0, 60.0]]  # X-AnyLabeling >= 2.4
+    extra = {"score": 0.93, "difficult": False, "kie_linking": [], "attributes": {}, "visible": True,
+             "description": "", "group_id": None, "flags": {}}
+    four = read_labelme(_doc(tmp_path, [{"label": "crack", "points": corners, "shape_type": "rectangle", **extra}]))
+    mask, labels = defect_mask(four)
+    assert labels == {"crack"} and mask.sum() == 31 * 41 and mask[20:61, 10:41].all()  # as a 2-point rectangle
+    turned = [[50.0, 10.0], [90.0, 50.0], [50.0, 90.0], [10.0, 50.0]]  # a diamond: not axis-aligned
+    for kind in ("rectangle", "rotation", "quadrilateral"):
+        doc = read_labelme(_doc(tmp_path, [{"label": "crack", "points": turned, "shape_type": kind, "direction": 0.8}]))
+        diamond, _ = defect_mask(doc, size)
+        assert doc.shapes[0].shape_type == "polygon"
+        assert diamond[50, 50] and diamond[50, 12] and not diamond[12, 12]
+        assert diamond.sum() == pytest.approx(2 * 40 * 40, rel=0.06)
+
+
+@pytest.mark.skipif(not XANY.exists(), reason="shared real fixtures absent")
+def test_real_x_anylabeling_files_parse_and_rectangles_fill_their_corner_boxes():
+    files = sorted(XANY.glob("*.json"))
+    assert len(files) == 7
+    shapes = 0
+    for path in files:
+        document = read_labelme(path)
+        raw = json.loads(path.read_text())
+        shapes += len(document.shapes)
+        for shape, original in zip(document.shapes, raw["shapes"], strict=True):
+            if original["shape_type"] == "rectangle":
+                pts = np.array(original["points"])
+                expected = Shape("x", np.array([pts.min(0), pts.max(0)]), "rectangle")
+                assert np.array_equal(shape_mask(document.size(), shape), shape_mask(document.size(), expected))
+    assert shapes == 222
+
+
+def test_build_folds_label_case_and_takes_the_image_size_from_the_capture(tmp_path: Path):
+    """'Crack ' is the defect type 'crack' (not a folder 'Crack '); a 2018-style LabelMe file without
+    imageHeight/imageWidth takes the captured image's size."""
+    from mulsen.dataset.build import build_dataset
+
+    captures, annotations = tmp_path / "captures", tmp_path / "annotations"
+    _captures(captures, [("nut", "021", "nut:21:crack")])
+    folder = annotations / "nut" / "021"
+    folder.mkdir(parents=True)
+    legacy = {"shapes": [{"label": "Crack ", "line_color": None, "fill_color": None,
+                          "points": [[100, 100], [140, 100], [140, 130]]}], "imagePath": "rgb.png", "imageData": None}
+    (folder / "rgb.json").write_text(json.dumps(legacy))
+    report = build_dataset(captures, annotations, tmp_path / "out")
+    assert report.added == {"nut/test/crack": 1}
+    assert (tmp_path / "out" / "nut" / "RGB" / "test" / "crack").is_dir()
+    (folder / "rgb.json").write_text(json.dumps({**legacy, "shapes": [{**legacy["shapes"][0], "label": "crack!"}]}))
+    with pytest.raises(DataFormatError, match=r"label 'crack!' is not a defect type name"):
+        build_dataset(captures, annotations, tmp_path / "out2")

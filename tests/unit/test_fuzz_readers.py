@@ -98,17 +98,26 @@ def _scan_bytes(fmt: str) -> bytes:
         return path.read_bytes()
 
 
-@pytest.mark.parametrize("fmt", ["ply", "obj", "xyz", "pts"])
+def _read_only_bytes(fmt: str) -> bytes:
+    """Valid files of the formats the toolkit reads but never writes."""
+    if fmt == "pts":
+        return b"3\n1.0 2.0 3.0 -120 10 20 30\n4.0 5.0 6.0 15 40 50 60\n7 8 9 0 255 255 255\n"
+    from tests.unit.test_scan_formats import _pcd
+
+    return _pcd(fmt.split("_", 1)[1])
+
+
+@pytest.mark.parametrize("fmt", ["ply", "obj", "xyz", "pts", "pcd_ascii", "pcd_binary", "pcd_binary_compressed"])
 def test_scan_readers(tmp_path: Path, fmt: str):
     from mulsen.dataset.scans import WRITE_FORMATS, read_scan
 
-    if fmt not in WRITE_FORMATS:
-        pytest.skip(f"{fmt} is read only")
+    valid = _scan_bytes(fmt) if fmt in WRITE_FORMATS else _read_only_bytes(fmt)
+    suffix = fmt.split("_")[0]
 
     @FUZZ
-    @given(_mutations(_scan_bytes(fmt)))
+    @given(_mutations(valid))
     def run(data: bytes) -> None:
-        _check(read_scan, tmp_path / f"s.{fmt}", data)
+        _check(read_scan, tmp_path / f"s.{suffix}", data)
 
     run()
 

@@ -68,7 +68,7 @@ def test_broken_exports_are_refused_with_the_reason(tmp_path: Path):
                           b"property float y\nproperty float z\nend_header\n" + b"\0" * 20, "truncated"),
         "nomagic.ply": (b"hello", "not a PLY"),
         "bad.obj": (b"v 1 2 3\nv 1 x 3\n", "line 2"),
-        "badface.obj": (b"v 1 2 3\nv 1 2 4\nv 2 2 3\nf 1 2 9\n", "does not exist"),
+        "badface.obj": (b"v 1 2 3\nv 1 2 4\nv 2 2 3\nf 1 2 9\n", "no usable face"),
         "scan.e57": (b"x", "unsupported scan format"),
     }
     for name, (content, problem) in cases.items():
