@@ -131,10 +131,12 @@ def capture_folders(root: Path) -> list[tuple[str, str, Path]]:
 
 
 def load_annotations(folder: Path | None, rgb_shape: tuple[int, int], ir_shape: tuple[int, int],
-                     mesh: Mesh, tolerance_mm: float) -> tuple[SampleContent, str]:
-    """Masks and anomalous points of one capture from its annotation folder; returns (partial content, type)."""
+                     mesh: Mesh, tolerance_mm: float) -> tuple[SampleContent, str, str | None]:
+    """Masks and anomalous points of one capture from its annotation folder; returns (partial content, type,
+    the type ``sample.json`` declares or None)."""
     rgb_mask = ir_mask = points = None
     labels: set[str] = set()
+    declared_type = None
     if folder is not None and folder.is_dir():
         for name, shape in (("rgb.json", rgb_shape), ("infrared.json", ir_shape)):
             path = folder / name
@@ -143,7 +145,7 @@ def load_annotations(folder: Path | None, rgb_shape: tuple[int, int], ir_shape: 
             document = read_labelme(path)
             # a file without imageHeight/imageWidth (2018-era, labelme 3.5) was drawn on the captured image
             declared = document.size(check_image=False) if document.image_size or document.image_data \
-                else tuple(shape)
+                else (int(shape[0]), int(shape[1]))
             if declared != tuple(shape):
                 raise DataFormatError(path, f"annotated image is {declared[1]}x{declared[0]}, the captured one is "
                                             f"{shape[1]}x{shape[0]}")
@@ -168,18 +170,20 @@ def load_annotations(folder: Path | None, rgb_shape: tuple[int, int], ir_shape: 
                     declared_type)):
                 raise DataFormatError(extra, f"defect type must be a folder name like 'hole' or 'broken_inside', "
                                              f"got {declared_type!r}")
-            if declared_type:
+            if declared_type and declared_type != GOOD:
                 labels.add(declared_type)
     content = SampleContent(np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.uint8), mesh, rgb_mask, ir_mask,
                             points)
+    if declared_type == GOOD and content.labels.label_or:
+        raise DataFormatError(folder or Path("annotations"), "sample.json says good, but the annotations mark a defect")
     if not content.labels.label_or:
-        return content, GOOD
+        return content, GOOD, declared_type
     if len(labels) != 1:
         where = folder if folder is not None else "annotations"
         problem = "name different defect types " + ", ".join(sorted(labels)) if labels else \
             "do not name the defect type (add sample.json with {\"defect\": TYPE})"
         raise DataFormatError(where, f"the annotations {problem}")
-    return content, labels.pop()
+    return content, labels.pop(), declared_type
 
 
 def defect_label(path: Path, label: str) -> str:
@@ -226,40 +230,114 @@ def already_built(out: Path) -> set[str]:
     return done
 
 
+class BuildError(MulsenError):
+    """Captures that cannot be built; ``problems`` has one line per capture, and nothing was written."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(f"{len(problems)} problem(s), nothing added: {problems[0]}"
+                         + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+
+    def __reduce__(self):  # survive a trip from a worker process
+        return type(self), (self.problems,)
+
+
+@dataclass(frozen=True)
+class _Planned:
+    category: str
+    sample_id: str
+    folder: Path
+    defect_type: str
+    split: Split
+
+
+def _intent_problem(capture: CaptureRecord, found: str, declared: str | None) -> str | None:
+    """Why a capture's annotations disagree with what it was captured as (None: they agree). A capture with no
+    annotations is a normal only when it was planned as one or ``sample.json`` says ``good``; ``sample.json``
+    naming a type is the curator's decision and wins over the plan."""
+    intended = capture.intended
+    if declared is not None or intended == found:
+        return None
+    if found == GOOD:
+        if intended is None:
+            return ("no annotations, and nothing says it is a normal: plan it with expected=good (plan column "
+                    "'expected', capture --expected good) or add annotations/<category>/<id>/sample.json "
+                    '{"defect": "good"}')
+        return f"planned as {intended} but has no annotations (annotate the defect, or sample.json to overrule)"
+    if intended is not None:
+        return f"planned as {intended} but annotated as {found} (fix the labels, or sample.json to overrule)"
+    return None
+
+
 def build_dataset(captures: Path, annotations: Path | None, out: Path, config: BuildConfig | None = None,
                   progress: Callable[[Iterable, int], Iterable] | None = None) -> BuildReport:
-    """Add every capture not yet in ``out`` to the dataset; return what was added."""
+    """Add every capture not yet in ``out`` to the dataset; return what was added.
+
+    Every capture is checked first (merge, annotations, what it was planned as) and every problem is
+    collected; with any problem nothing is added (``BuildError`` lists them all). Annotation folders that
+    name no capture are problems too.
+    """
     config = config or BuildConfig()
     done = already_built(out)
     found = capture_folders(captures)
     todo = [item for item in found if f"{item[0]}/{item[1]}" not in done]
     report = BuildReport(skipped=len(found) - len(todo))
-    writer = DatasetWriter(out)
+    problems: list[str] = []
+    if annotations is not None and annotations.is_dir():
+        known = {f"{c}/{i}" for c, i, _ in found}
+        for kind in sorted(p for p in annotations.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for sample in sorted(p for p in kind.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                if f"{kind.name}/{sample.name}" not in known:
+                    problems.append(f"{sample}: annotations for a capture that does not exist "
+                                    f"({kind.name}/{sample.name} is not under {captures})")
+    planned: list[_Planned] = []
     items = progress(todo, len(todo)) if progress else todo
     for category, sample_id, folder in items:
+        try:
+            planned.append(_plan(category, sample_id, folder, annotations, config))
+        except MulsenError as exc:
+            text = str(exc)
+            problems.append(text if text.startswith(str(folder)) else f"{category}/{sample_id}: {text}")
+    if problems:
+        raise BuildError(problems)
+    writer = DatasetWriter(out)
+    for item in planned:
+        folder = item.folder
         rgb, infrared = read_rgb(folder / "rgb.png"), read_ir(folder / "infrared.png")
         mesh = merge_capture(folder, config.gates)
-        labelled, defect_type = load_annotations(annotations / category / sample_id if annotations else None,
-                                                 rgb.shape[:2], infrared.shape, mesh, config.point_tolerance_mm)
-        if defect_type != GOOD:
-            split = Split.TEST
-        elif config.splits is not None:
-            key = (category, sample_id)
-            if key not in config.splits:
-                raise MulsenError(f"{category}/{sample_id}: not listed in the splits manifest")
-            split = Split(config.splits[key])
-        else:
-            split = Split.TEST if _goes_to_test(category, sample_id, config.test_good_ratio) else Split.TRAIN
+        labelled, _, _ = load_annotations(annotations / item.category / item.sample_id if annotations else None,
+                                          rgb.shape[:2], infrared.shape, mesh, config.point_tolerance_mm)
         capture = CaptureRecord.read(folder / CAPTURE_FILE)
         content = SampleContent(rgb, infrared, mesh, labelled.rgb_mask, labelled.ir_mask,
                                 labelled.pc_anomalous_points,
-                                provenance={"capture": f"{category}/{sample_id}",
+                                provenance={"capture": f"{item.category}/{item.sample_id}",
                                             "captured": capture.finished,
                                             "operator": capture.operator,
                                             "simulated_part": capture.simulated_part})
-        sample_key = writer.add(category, split, defect_type, content)
-        bucket = f"{category}/{split.value}/{defect_type}"
+        sample_key = writer.add(item.category, item.split, item.defect_type, content)
+        bucket = f"{item.category}/{item.split.value}/{item.defect_type}"
         report.added[bucket] = report.added.get(bucket, 0) + 1
-        report.samples.append({"capture": f"{category}/{sample_id}", "sample": str(sample_key),
+        report.samples.append({"capture": f"{item.category}/{item.sample_id}", "sample": str(sample_key),
                                "labels": asdict(content.labels)})
     return report
+
+
+def _plan(category: str, sample_id: str, folder: Path, annotations: Path | None, config: BuildConfig) -> _Planned:
+    """Everything about one capture that can fail, checked without writing into the dataset."""
+    capture = CaptureRecord.read(folder / CAPTURE_FILE)
+    rgb, infrared = read_rgb(folder / "rgb.png"), read_ir(folder / "infrared.png")
+    mesh = merge_capture(folder, config.gates)
+    _, defect_type, declared = load_annotations(annotations / category / sample_id if annotations else None,
+                                                rgb.shape[:2], infrared.shape, mesh, config.point_tolerance_mm)
+    problem = _intent_problem(capture, defect_type, declared)
+    if problem:
+        raise MulsenError(problem)
+    if defect_type != GOOD:
+        split = Split.TEST
+    elif config.splits is not None:
+        if (category, sample_id) not in config.splits:
+            raise MulsenError("not listed in the splits manifest")
+        split = Split(config.splits[(category, sample_id)])
+    else:
+        split = Split.TEST if _goes_to_test(category, sample_id, config.test_good_ratio) else Split.TRAIN
+    return _Planned(category, sample_id, folder, defect_type, split)

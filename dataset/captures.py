@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import platform
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -37,10 +38,14 @@ class SampleRequest:
     operator: str = ""
     notes: str = ""
     part: str | None = None  # the simulated bench only: CATEGORY:SEED[:DEFECT]
+    # what the part is meant to be: "good" (a normal) or the defect type planned; None: not said
+    expected: str | None = None
 
     def __post_init__(self) -> None:
         _check_name("category", self.category)
         _check_name("sample id", self.sample_id)
+        if self.expected is not None and not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", self.expected):
+            raise ConfigError(f"expected {self.expected!r} must be 'good' or a defect type such as 'crack'")
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,18 @@ class CaptureRecord(Record):
     settings: dict[str, Any] = field(default_factory=dict)
     software: dict[str, str] = field(default_factory=software_description)
     files: tuple[str, ...] = ()
+
+    @property
+    def intended(self) -> str | None:
+        """What the capture was planned as: "good" or a defect type (the request's ``expected``, else the
+        simulated part's defect); None when nobody said."""
+        if self.request.expected:
+            return self.request.expected
+        part = self.simulated_part or self.request.part
+        if part:
+            fields = part.split(":")
+            return fields[2] if len(fields) > 2 and fields[2] else "good"
+        return None
 
     @property
     def simulated_part(self) -> str | None:

@@ -70,3 +70,8 @@ def defect_types(root: Path, category: str) -> list[str]:
     test = Path(root) / category / "RGB" / "test"
     names = sorted(p.name for p in test.iterdir() if p.is_dir()) if test.is_dir() else []
     return ([GOOD] if GOOD in names else []) + [n for n in names if n != GOOD]
+
+
+# The fewest training normals a category needs to be trained on: the detector holds 3 out to calibrate its
+# scores and needs 2 for the banks (detection.config.DetectorConfig's min_holdout + 2; a test keeps them equal).
+MIN_TRAINING_NORMALS = 5

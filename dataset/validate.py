@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -212,6 +212,10 @@ class _Walker:
                     self.add(base / MODALITY_DIRS[modality] / "test" / dtype, "missing-folder",
                              f"test/{dtype} exists in another modality but not in {MODALITY_DIRS[modality]}")
         self.folder(category, ("train",), None)
+        normals = len(layout.integer_stems(base / "RGB" / "train", SAMPLE_EXT["rgb"])[0])
+        if normals < layout.MIN_TRAINING_NORMALS:
+            self.add(base / "RGB" / "train", "few-normals", f"{category} has {normals} training normal(s); the "
+                     f"detector needs at least {layout.MIN_TRAINING_NORMALS} to be trained", WARNING)
         for dtype in all_types:
             self.folder(category, ("test", dtype), dtype)
         self.orphan_gt_folders(category, set(all_types))
@@ -344,4 +348,45 @@ def validate_dataset(root: str | Path, jobs: int = 1, strict_size: bool = False,
         checks = progress(checks, len(walker.checks)) if progress else checks
         for check in checks:
             report.problems += check_sample(check)
+    sources = captures_by_sample(found)
+    if sources:  # a built dataset: say which capture each bad sample came from, where the fix belongs
+        report.problems = [replace(p, message=f"{p.message} (from capture {sources[key]})")
+                           if (key := _sample_of(found, p.path)) in sources else p for p in report.problems]
     return report
+
+
+def captures_by_sample(root: Path) -> dict[str, str]:
+    """Sample key ("nut/test/crack/3") -> the capture it was built from, from the provenance logs. Lines that do
+    not parse are passed over here (``dataset build`` reports and repairs them)."""
+    import json
+
+    from mulsen.core.files import read_input
+
+    from .writer import PROVENANCE_DIR
+
+    out: dict[str, str] = {}
+    folder = root / PROVENANCE_DIR
+    for log in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        for line in read_input(log, "provenance log").decode("utf-8", errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and isinstance(entry.get("sample"), str) \
+                    and isinstance(entry.get("capture"), str):
+                out[entry["sample"]] = entry["capture"]
+    return out
+
+
+def _sample_of(root: Path, path: Path) -> str | None:
+    """The sample key a file of the layout belongs to (its image, scan or ground truth), else None."""
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        return None
+    stem = Path(parts[-1]).stem if parts else ""
+    if len(parts) == 4 and parts[2] == "train" and stem.isdigit():
+        return f"{parts[0]}/train/{int(stem)}"
+    if len(parts) == 5 and parts[2] in ("test", "GT") and stem.isdigit():
+        return f"{parts[0]}/test/{parts[3]}/{int(stem)}"
+    return None

@@ -51,6 +51,7 @@ class DatasetWriter:
         if content.infrared.ndim != 2:
             raise MulsenError("infrared image must be a 2-D gray array")
         key = SampleKey(category, split, defect_type, self._next_stem(category, split, defect_type))
+        self._skeleton(key)
         mesh = stable_mesh(content.mesh)
         written: list[Path] = []
 
@@ -100,6 +101,18 @@ class DatasetWriter:
             raise DataFormatError(str(key), f"{int((dist > self.point_tolerance).sum())} anomalous points lie "
                                   f"farther than {self.point_tolerance} mm from the mesh")
         return vertices[np.unique(index)]
+
+    def _skeleton(self, key: SampleKey) -> None:
+        """Every folder the layout requires for this sample, in all three modalities: a defect seen in RGB
+        only still has Infrared/GT and Pointcloud/GT folders, so the dataset validates as built."""
+        for m in MODALITIES:
+            mdir = self.root / key.category / MODALITY_DIRS[m]
+            for sub in ("train", "test", "GT"):
+                (mdir / sub).mkdir(parents=True, exist_ok=True)
+            if key.split is Split.TEST:
+                (mdir / "test" / key.defect_type).mkdir(exist_ok=True)
+                if key.defect_type != GOOD:
+                    (mdir / "GT" / key.defect_type).mkdir(exist_ok=True)
 
     def _add_csv_row(self, key: SampleKey, labels: ModalityLabels) -> None:
         path = layout.csv_path(self.root, key.category, key.defect_type)

@@ -100,6 +100,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     sample.add_argument("--sample-id", required=True)
     sample.add_argument("--part", help="simulated bench only: the virtual part, CATEGORY:SEED[:DEFECT]")
     sample.add_argument("--notes", default="")
+    sample.add_argument("--expected", metavar="TYPE",
+                        help="what the part is: 'good' for a normal, or the defect type it carries ('crack'); "
+                        "'dataset build' takes an unannotated capture as a training normal only when it says good")
     group = sample.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue an interrupted capture of this sample")
     group.add_argument("--discard", action="store_true", help="delete an interrupted capture and start over")
@@ -109,9 +112,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "batch", help="capture every sample of a plan (CSV), resumable",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Capture the samples listed in PLAN (CSV with a header: category,sample_id and optionally "
-        "part,operator,notes). Samples already captured are skipped and interrupted ones resumed, so the same "
-        "command continues a batch after any interruption. The batch stops at the first failing sample.",
-        epilog="example plan.csv:\n  category,sample_id,part\n  nut,001,nut:1\n  nut,002,nut:2:crack")
+        "part,operator,notes,expected; expected is 'good' or the defect type the part carries). Samples already "
+        "captured are skipped and interrupted ones resumed, so the same command continues a batch after any "
+        "interruption. The batch stops at the first failing sample.",
+        epilog="example plan.csv:\n  category,sample_id,expected\n  nut,001,good\n  nut,002,crack")
     batch.add_argument("--plan", type=Path, required=True)
     _add_session_options(batch)
     batch.set_defaults(handler=_batch)
@@ -178,7 +182,8 @@ def _session(args: argparse.Namespace):
 def _sample(args: argparse.Namespace) -> int:
     from mulsen.dataset.captures import SampleRequest
 
-    request = SampleRequest(args.category, args.sample_id, args.operator, args.notes, args.part)
+    request = SampleRequest(args.category, args.sample_id, args.operator, args.notes, args.part,
+                            args.expected.strip().lower() if args.expected else None)
     detectors = _detectors(args, [request.category])  # pre-flight: the model loads before anything heats
     with terminate_as_interrupt():
         folder = _session(args).capture(request, resume=args.resume, discard=args.discard)
@@ -232,8 +237,12 @@ def read_plan(path: Path) -> list:
         if key in seen:
             raise MulsenError(f"{path}: line {number}: {key[0]}/{key[1]} is planned twice")
         seen.add(key)
-        requests.append(SampleRequest(*key, (row.get("operator") or "").strip(), (row.get("notes") or "").strip(),
-                                      (row.get("part") or "").strip() or None))
+        try:
+            requests.append(SampleRequest(*key, (row.get("operator") or "").strip(),
+                                          (row.get("notes") or "").strip(), (row.get("part") or "").strip() or None,
+                                          (row.get("expected") or "").strip().lower() or None))
+        except MulsenError as exc:
+            raise DataFormatError(path, f"line {number}: {exc}") from None
     return requests
 
 

@@ -194,9 +194,10 @@ def _merge(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     import csv
+    import sys
 
     from mulsen.core.errors import MulsenError
-    from mulsen.dataset.build import BuildConfig, build_dataset
+    from mulsen.dataset.build import BuildConfig, BuildError, build_dataset
     from mulsen.dataset.validate import validate_dataset
 
     splits = None
@@ -207,7 +208,14 @@ def _build(args: argparse.Namespace) -> int:
             splits = {(r["category"], r["sample_id"]): r["split"] for r in csv.DictReader(handle)}
     config = BuildConfig(test_good_ratio=args.test_good_ratio, point_tolerance_mm=args.tolerance, splits=splits,
                          gates=_gates(args))
-    report = build_dataset(args.captures, args.annotations, args.out, config, progress=bar("building samples"))
+    try:
+        report = build_dataset(args.captures, args.annotations, args.out, config, progress=bar("checking captures"))
+    except BuildError as exc:
+        if len(exc.problems) == 1:  # one line, as every other error
+            raise MulsenError(f"{exc.problems[0]} (nothing was added to {args.out})") from None
+        for line in exc.problems:
+            print(f"problem: {line}", file=sys.stderr)
+        raise MulsenError(f"{len(exc.problems)} problem(s) listed above; nothing was added to {args.out}") from None
     for bucket, count in sorted(report.added.items()):
         print(f"  + {bucket}: {count}")
     print(f"{args.out}: {report.total_added} samples added, {report.skipped} captures already in the dataset")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mulsen.core.errors import DataFormatError
+from mulsen.core.errors import DataFormatError, MulsenError
 from mulsen.core.geometry import apply_transform, transform_error_deg
 from mulsen.dataset.align import (
     AlignmentError,
@@ -363,13 +363,13 @@ def test_build_refuses_conflicting_or_untyped_annotations(tmp_path: Path):
     folder = annotations / "nut" / "020"
     folder.mkdir(parents=True)
     (folder / "pointcloud.txt").write_text("# x, y, z\n1.0,2.0,3.0\n")
-    with pytest.raises(DataFormatError, match="match no vertex"):
+    with pytest.raises(MulsenError, match="match no vertex"):
         build_dataset(captures, annotations, tmp_path / "out")
     from mulsen.dataset.meshio import read_stl
 
     vertex = read_stl(captures / "nut/020/pointcloud.stl").vertices[0]
     (folder / "pointcloud.txt").write_text("# x, y, z\n" + ",".join(f"{v:.6f}" for v in vertex) + "\n")
-    with pytest.raises(DataFormatError, match="do not name the defect type"):
+    with pytest.raises(MulsenError, match="do not name the defect type"):
         build_dataset(captures, annotations, tmp_path / "out")
     (folder / "sample.json").write_text('{"defect": "hole"}')
     report = build_dataset(captures, annotations, tmp_path / "out")
@@ -451,5 +451,56 @@ def test_build_folds_label_case_and_takes_the_image_size_from_the_capture(tmp_pa
     assert report.added == {"nut/test/crack": 1}
     assert (tmp_path / "out" / "nut" / "RGB" / "test" / "crack").is_dir()
     (folder / "rgb.json").write_text(json.dumps({**legacy, "shapes": [{**legacy["shapes"][0], "label": "crack!"}]}))
-    with pytest.raises(DataFormatError, match=r"label 'crack!' is not a defect type name"):
+    with pytest.raises(MulsenError, match=r"label 'crack!' is not a defect type name"):
         build_dataset(captures, annotations, tmp_path / "out2")
+
+
+def test_build_never_guesses_a_normal_and_lists_every_problem_before_writing_anything(tmp_path: Path, capsys):
+    """A defect capture left unannotated, a capture nobody said was normal and annotations for a capture that
+    does not exist are three problems reported in one run, and the dataset stays untouched."""
+    import dataclasses
+
+    from mulsen.cli import main
+    from mulsen.dataset.build import BuildError, build_dataset
+    from mulsen.dataset.captures import CAPTURE_FILE, CaptureRecord
+
+    captures, annotations, out = tmp_path / "captures", tmp_path / "annotations", tmp_path / "out"
+    _captures(captures, [("nut", "010", "nut:10"), ("nut", "011", "nut:11:crack"), ("nut", "012", "nut:12")])
+    record_path = captures / "nut" / "012" / CAPTURE_FILE
+    record = CaptureRecord.read(record_path)  # a real bench's capture: no virtual part says what it is
+    dataclasses.replace(record, devices={}, request=dataclasses.replace(record.request, part=None)).write(record_path)
+    (annotations / "nut" / "099").mkdir(parents=True)
+    with pytest.raises(BuildError) as info:
+        build_dataset(captures, annotations, out)
+    problems = info.value.problems
+    assert len(problems) == 3
+    assert any("nut/099" in p and "does not exist" in p for p in problems)
+    assert any(p.startswith("nut/011: planned as crack but has no annotations") for p in problems)
+    assert any(p.startswith("nut/012: no annotations, and nothing says it is a normal") for p in problems)
+    assert not out.exists() or not any(out.rglob("*.png"))
+    command = ["dataset", "build", "--captures", str(captures), "--annotations", str(annotations), "--out", str(out)]
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert err.count("problem: ") == 3 and "3 problem(s) listed above; nothing was added" in err
+    # the curator settles each: the crack annotated in RGB only, 012 declared good, the orphan removed
+    (annotations / "nut" / "099").rmdir()
+    folder = annotations / "nut" / "011"
+    folder.mkdir(parents=True)
+    (folder / "rgb.json").write_text(json.dumps({"version": "5.4.1", "imagePath": "rgb.png", "imageData": None,
+                                                 "imageHeight": 240, "imageWidth": 320, "shapes": [
+                                                     {"label": "crack", "points": [[100, 100], [140, 130]],
+                                                      "shape_type": "rectangle"}]}))
+    (annotations / "nut" / "012").mkdir()
+    (annotations / "nut" / "012" / "sample.json").write_text('{"defect": "good"}')
+    report = build_dataset(captures, annotations, out)
+    assert report.added["nut/test/crack"] == 1 and report.total_added == 3
+    from mulsen.dataset.validate import validate_dataset
+
+    validation = validate_dataset(out, jobs=1)  # an RGB-only defect still gives Infrared/GT, Pointcloud/GT
+    assert not validation.errors, validation.errors
+    assert (out / "nut" / "Infrared" / "GT" / "crack").is_dir()
+    few = [p for p in validation.problems if p.kind == "few-normals"]
+    assert len(few) == 1 and "the detector needs at least 5" in few[0].message
+    (out / "nut" / "RGB" / "test" / "crack" / "0.png").write_bytes(b"not a png")  # damage one built sample
+    damaged = [p for p in validate_dataset(out, jobs=1).errors if p.path.name == "0.png"]
+    assert damaged and all(p.message.endswith("(from capture nut/011)") for p in damaged)

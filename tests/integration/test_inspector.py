@@ -166,7 +166,7 @@ def test_a_model_trained_on_generated_data_judges_simulated_captures(tmp_path: P
     detector = Detector.fit(MulsenDataset(tmp_path / "ds"), "nut", DetectorConfig())
     held_out = detector.model.holdout_scores.mean(axis=0)
     ratios = []  # each captured normal's score over the held-out generated normals' mean, per modality
-    for seed in (31, 32, 33, 36):
+    for seed in (31, 32, 33, 36, 37, 38, 39, 40):  # eight: the median of four moved by 0.15 with the sampling
         folder = write_simulated_capture(tmp_path / "caps", "nut", f"{seed:03d}", BenchPart("nut", seed))
         detection = detector.predict(folder)
         assert detection.reliable, detection.warnings

@@ -95,3 +95,11 @@ def test_a_saved_device_is_overridden_on_load(small_dataset: Path, tmp_path: Pat
     loaded = TripleADModel.load(folder, device="cpu")
     assert loaded.config.image.device == "cpu" and loaded.config.infrared is not None
     assert loaded.config.infrared.device == "cpu"
+
+
+def test_the_dataset_layer_knows_how_many_normals_training_needs():
+    """dataset.layout cannot import the detector (layering); its copy of the minimum must not drift."""
+    from mulsen.dataset.layout import MIN_TRAINING_NORMALS
+    from mulsen.detection.config import DetectorConfig
+
+    assert DetectorConfig().min_holdout + 2 == MIN_TRAINING_NORMALS
