@@ -21,6 +21,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +30,13 @@ from mulsen.core.errors import DataFormatError, MulsenError
 from mulsen.core.files import read_input, read_json
 from mulsen.core.records import Record
 
+from . import layout
 from .align import AlignmentGates, AlignmentResult, Candidate, align_scans, merge_scans
 from .annotations import defect_mask, point_selection_labels, read_labelme
 from .captures import CAPTURE_FILE, CaptureRecord
 from .formats import read_ir, read_pc_gt, read_rgb
 from .meshio import read_stl, stable_mesh, write_stl
-from .records import GOOD, Mesh, SampleContent, Split
+from .records import GOOD, Mesh, SampleContent, SampleKey, Split
 from .writer import CUT_CAPTURE, PROVENANCE_DIR, DatasetWriter
 
 logger = logging.getLogger(__name__)
@@ -62,12 +64,34 @@ class AlignmentRecord(Record):
     scan_b: str
     merged: str
     merged_vertices: int
+    source_units: str = "mm"  # the scans' unit as read ("m (...)": converted to millimetres, and why)
 
     @classmethod
-    def of(cls, result: AlignmentResult, scan_a: str, scan_b: str, merged: Mesh) -> AlignmentRecord:
+    def of(cls, result: AlignmentResult, scan_a: str, scan_b: str, merged: Mesh,
+           source_units: str = "mm") -> AlignmentRecord:
         return cls(tuple(map(tuple, np.round(result.transform, 9).tolist())), round(result.fitness, 5),
                    round(result.rmse, 6), round(result.overlap_ratio, 5), round(result.spacing, 5), result.method,
-                   tuple(result.candidates), scan_a, scan_b, MERGED_NAME, len(merged.vertices))
+                   tuple(result.candidates), scan_a, scan_b, MERGED_NAME, len(merged.vertices), source_units)
+
+
+SCAN_UNITS = ("auto", "mm", "m")
+# Parts are 10-100 mm across: a scan whose largest extent is under this many units was exported in metres.
+METRE_EXTENT = 2.0
+
+
+def scan_units(scans: list[Mesh], units: str, where: Path) -> tuple[float, str]:
+    """(factor to millimetres, what was decided) for a capture's scans: ``units`` m or mm as given, or auto
+    from their extent (logged when it converts)."""
+    if units not in SCAN_UNITS:
+        raise MulsenError(f"unknown scan unit {units!r} (use {', '.join(SCAN_UNITS)})")
+    if units != "auto":
+        return (1000.0 if units == "m" else 1.0), units
+    extent = max(float(np.ptp(m.vertices, axis=0).max()) for m in scans)
+    if extent < METRE_EXTENT:
+        logger.warning("%s: the scans are %.3g units across, too small for millimetres: read as metres "
+                       "(--units mm to keep them as they are)", where, extent)
+        return 1000.0, f"m (auto: {extent:.3g} units across)"
+    return 1.0, "mm"
 
 
 @dataclass(frozen=True)
@@ -75,6 +99,7 @@ class BuildConfig:
     test_good_ratio: float = 0.25
     point_tolerance_mm: float = 0.05  # a selected point must lie this close to a merged-mesh vertex
     gates: AlignmentGates = field(default_factory=AlignmentGates)
+    units: str = "auto"  # the scans' unit: auto (from their extent), mm or m
     splits: dict[tuple[str, str], str] | None = None  # manifest policy: (category, sample_id) -> train|test
 
 
@@ -83,6 +108,7 @@ class BuildReport:
     added: dict[str, int] = field(default_factory=dict)  # "category/split/type" -> count
     skipped: int = 0
     samples: list[dict] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)  # "capture -> sample" whose ground truth was re-imported
 
     @property
     def total_added(self) -> int:
@@ -96,8 +122,10 @@ def find_scans(folder: Path) -> tuple[Path, Path]:
     return found["a"][0], found["b"][0]
 
 
-def merge_capture(folder: Path, gates: AlignmentGates | None = None, initial: np.ndarray | None = None) -> Mesh:
-    """The merged mesh of a capture: read ``pointcloud.stl`` if present, else align, merge and write it."""
+def merge_capture(folder: Path, gates: AlignmentGates | None = None, initial: np.ndarray | None = None,
+                  units: str = "auto") -> Mesh:
+    """The merged mesh of a capture, in millimetres: read ``pointcloud.stl`` if present, else align, merge and
+    write it (``units``: the scans' unit, see ``scan_units``)."""
     from mulsen.dataset.scans import read_scan
 
     CaptureRecord.read(folder / CAPTURE_FILE)  # a capture whose record is cut or edited is not merged
@@ -107,14 +135,22 @@ def merge_capture(folder: Path, gates: AlignmentGates | None = None, initial: np
     path_a, path_b = find_scans(folder)
     scan_a, scan_b = read_scan(path_a).mesh, read_scan(path_b).mesh
     if scan_a is None or scan_b is None:
-        raise DataFormatError(folder, "the scans must be meshes (STL/PLY/OBJ with faces) to be merged")
+        cloud = path_a if scan_a is None else path_b
+        raise DataFormatError(cloud, "a point cloud without faces: the MulSen-AD layout stores meshes (STL), so "
+                                     "export meshes from the scanner software (or mesh the cloud) to merge them")
+    factor, source_units = scan_units([scan_a, scan_b], units, folder)
+    if factor != 1.0:
+        scan_a, scan_b = Mesh(scan_a.vertices * factor, scan_a.faces), Mesh(scan_b.vertices * factor, scan_b.faces)
+        if initial is not None:  # given in the scans' own unit
+            initial = np.array(initial, float)
+            initial[:3, 3] *= factor
     try:
         result = align_scans(scan_a, scan_b, gates, initial=initial)
     except MulsenError as exc:
         raise MulsenError(f"{folder}: {exc}") from None
     merged = stable_mesh(merge_scans(scan_a, scan_b, result.transform, 1.5 * result.spacing))
     # the report first: pointcloud.stl is what marks a capture as merged
-    AlignmentRecord.of(result, path_a.name, path_b.name, merged).write(folder / ALIGNMENT_NAME)
+    AlignmentRecord.of(result, path_a.name, path_b.name, merged, source_units).write(folder / ALIGNMENT_NAME)
     write_stl(merged_path, merged)
     return merged
 
@@ -270,12 +306,14 @@ def _intent_problem(capture: CaptureRecord, found: str, declared: str | None) ->
 
 
 def build_dataset(captures: Path, annotations: Path | None, out: Path, config: BuildConfig | None = None,
-                  progress: Callable[[Iterable, int], Iterable] | None = None) -> BuildReport:
+                  progress: Callable[[Iterable, int], Iterable] | None = None, update: bool = False) -> BuildReport:
     """Add every capture not yet in ``out`` to the dataset; return what was added.
 
     Every capture is checked first (merge, annotations, what it was planned as) and every problem is
     collected; with any problem nothing is added (``BuildError`` lists them all). Annotation folders that
-    name no capture are problems too.
+    name no capture are problems too. ``update``: captures already built have their annotations read again
+    and their ground truth rewritten in place where it changed (never renumbered; a change of defect type is
+    a problem), recorded in the provenance log.
     """
     config = config or BuildConfig()
     done = already_built(out)
@@ -298,13 +336,20 @@ def build_dataset(captures: Path, annotations: Path | None, out: Path, config: B
         except MulsenError as exc:
             text = str(exc)
             problems.append(text if text.startswith(str(folder)) else f"{category}/{sample_id}: {text}")
+    updates = _plan_updates(out, [i for i in found if f"{i[0]}/{i[1]}" in done], annotations, config, problems) \
+        if update else []
     if problems:
         raise BuildError(problems)
     writer = DatasetWriter(out)
+    for capture_id, key, content in updates:
+        if writer.replace_ground_truth(key, content, content.mesh.vertices):
+            writer.log_provenance(key, {"capture": capture_id, "updated": datetime.now(timezone.utc).isoformat(
+                timespec="seconds"), "reason": "annotations re-imported"})
+            report.updated.append(f"{capture_id} -> {key}")
     for item in planned:
         folder = item.folder
         rgb, infrared = read_rgb(folder / "rgb.png"), read_ir(folder / "infrared.png")
-        mesh = merge_capture(folder, config.gates)
+        mesh = merge_capture(folder, config.gates, units=config.units)
         labelled, _, _ = load_annotations(annotations / item.category / item.sample_id if annotations else None,
                                           rgb.shape[:2], infrared.shape, mesh, config.point_tolerance_mm)
         capture = CaptureRecord.read(folder / CAPTURE_FILE)
@@ -322,11 +367,50 @@ def build_dataset(captures: Path, annotations: Path | None, out: Path, config: B
     return report
 
 
+def _sample_key(text: str) -> SampleKey:
+    parts = text.split("/")
+    if len(parts) == 3 and parts[1] == "train":
+        return SampleKey(parts[0], Split.TRAIN, GOOD, int(parts[2]))
+    if len(parts) == 4 and parts[1] == "test":
+        return SampleKey(parts[0], Split.TEST, parts[2], int(parts[3]))
+    raise MulsenError(f"provenance names an unknown sample {text!r}")
+
+
+def _plan_updates(out: Path, built: list[tuple[str, str, Path]], annotations: Path | None, config: BuildConfig,
+                  problems: list[str]) -> list[tuple[str, SampleKey, SampleContent]]:
+    """Corrected annotations of built captures, checked against the samples they became."""
+    from .validate import captures_by_sample
+
+    sample_of = {capture: sample for sample, capture in captures_by_sample(out).items()}
+    updates = []
+    for category, sample_id, _ in built:
+        capture_id = f"{category}/{sample_id}"
+        try:
+            if capture_id not in sample_of:
+                raise MulsenError("built, but no provenance entry names its sample")
+            key = _sample_key(sample_of[capture_id])
+            rgb = read_rgb(layout.sample_path(out, key, "rgb"))
+            infrared = read_ir(layout.sample_path(out, key, "infrared"))
+            mesh = read_stl(layout.sample_path(out, key, "pointcloud"))
+            labelled, defect_type, _ = load_annotations(annotations / category / sample_id if annotations else None,
+                                                        rgb.shape[:2], infrared.shape, mesh, config.point_tolerance_mm)
+            if defect_type != key.defect_type:
+                raise MulsenError(f"re-annotated as {defect_type}, but built as {key}: a sample does not move "
+                                  "between folders (that would renumber a released sample); remove it and build "
+                                  "again")
+            if defect_type != GOOD:
+                updates.append((capture_id, key, SampleContent(rgb, infrared, mesh, labelled.rgb_mask,
+                                                               labelled.ir_mask, labelled.pc_anomalous_points)))
+        except MulsenError as exc:
+            problems.append(f"{capture_id}: {exc}")
+    return updates
+
+
 def _plan(category: str, sample_id: str, folder: Path, annotations: Path | None, config: BuildConfig) -> _Planned:
     """Everything about one capture that can fail, checked without writing into the dataset."""
     capture = CaptureRecord.read(folder / CAPTURE_FILE)
     rgb, infrared = read_rgb(folder / "rgb.png"), read_ir(folder / "infrared.png")
-    mesh = merge_capture(folder, config.gates)
+    mesh = merge_capture(folder, config.gates, units=config.units)
     _, defect_type, declared = load_annotations(annotations / category / sample_id if annotations else None,
                                                 rgb.shape[:2], infrared.shape, mesh, config.point_tolerance_mm)
     problem = _intent_problem(capture, defect_type, declared)

@@ -12,7 +12,16 @@ import numpy as np
 from mulsen.core.errors import DataFormatError, MulsenError
 
 from . import layout
-from .formats import parse_labels_csv, write_ir, write_labels_csv, write_mask, write_pc_gt, write_rgb
+from .formats import (
+    parse_labels_csv,
+    read_mask,
+    read_pc_gt,
+    write_ir,
+    write_labels_csv,
+    write_mask,
+    write_pc_gt,
+    write_rgb,
+)
 from .meshio import stable_mesh, write_stl
 from .reader import match_points_to_vertices
 from .records import GOOD, MODALITIES, MODALITY_DIRS, SAMPLE_EXT, ModalityLabels, SampleContent, SampleKey, Split
@@ -102,6 +111,38 @@ class DatasetWriter:
                                   f"farther than {self.point_tolerance} mm from the mesh")
         return vertices[np.unique(index)]
 
+    def replace_ground_truth(self, key: SampleKey, content: SampleContent, vertices: np.ndarray) -> bool:
+        """Rewrite a built defect sample's ground truth in place (same stem, same folders) from corrected
+        annotations; ``vertices`` are the sample's mesh as written. Returns whether anything changed."""
+        labels = content.labels
+        if key.split is not Split.TEST or key.defect_type == GOOD or not labels.label_or:
+            raise MulsenError(f"{key}: only a defect sample's ground truth can be replaced, and it must keep some")
+        new: dict[str, np.ndarray | None] = {
+            "rgb": self._check_mask(content.rgb_mask, content.rgb.shape[:2], "rgb") if labels.rgb else None,
+            "infrared": self._check_mask(content.ir_mask, content.infrared.shape[:2], "infrared")
+            if labels.infrared else None,
+            "pointcloud": self._snap_points(vertices, content.pc_anomalous_points, key) if labels.pointcloud
+            else None,
+        }
+        changed = False
+        for m, value in new.items():
+            path = layout.gt_path(self.root, key, m)
+            old = None if not path.exists() else (read_pc_gt(path) if m == "pointcloud" else read_mask(path))
+            same = (old is None and value is None) or (
+                old is not None and value is not None and old.shape == value.shape and np.array_equal(old, value))
+            if same:
+                continue
+            changed = True
+            if value is None:
+                path.unlink()
+            elif m == "pointcloud":
+                write_pc_gt(path, value, overwrite=True)
+            else:
+                write_mask(path, value, overwrite=True)
+        if changed:
+            self._add_csv_row(key, labels)
+        return changed
+
     def _skeleton(self, key: SampleKey) -> None:
         """Every folder the layout requires for this sample, in all three modalities: a defect seen in RGB
         only still has Infrared/GT and Pointcloud/GT folders, so the dataset validates as built."""
@@ -119,6 +160,9 @@ class DatasetWriter:
         rows = parse_labels_csv(path).rows if path.exists() else {}
         rows[key.stem] = labels
         write_labels_csv(path, rows)
+
+    def log_provenance(self, key: SampleKey, provenance: dict) -> None:
+        self._log_provenance(key, provenance)
 
     def _log_provenance(self, key: SampleKey, provenance: dict) -> None:
         path = self.root / PROVENANCE_DIR / f"{key.category}.jsonl"

@@ -61,9 +61,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(or by --splits CSV: category,sample_id,split). Captures already in the dataset are skipped, so "
         "re-running adds only new captures without renumbering released samples. Ends with validation.")
     build.add_argument("--captures", type=Path, required=True)
-    build.add_argument("--annotations", type=Path, help="annotation root (absent: every capture is normal)")
+    build.add_argument("--annotations", type=Path,
+                       help="annotation root (absent: only captures planned as normal can be built)")
     build.add_argument("--out", type=Path, required=True, help="dataset folder (created or extended)")
     build.add_argument("--split-policy", choices=["hash", "manifest"], default="hash")
+    build.add_argument("--update", action="store_true",
+                       help="also re-read the annotations of captures already built and rewrite their ground truth "
+                       "in place where it changed (same sample numbers; recorded in _provenance)")
     build.add_argument("--splits", type=Path, help="CSV category,sample_id,split for --split-policy manifest")
     build.add_argument("--test-good-ratio", type=float, default=0.25,
                        help="share of normal captures held out as test/good (hash policy, default 0.25)")
@@ -141,6 +145,9 @@ def _add_gate_options(parser: argparse.ArgumentParser) -> None:
                         help=f"least share of scan B's points that must pair with scan A (default {default}; "
                         "flipped parts overlap on their walls, 0.3-0.8 for the simulated parts; lower it only "
                         "for a part whose walls are a sliver of its surface)")
+    parser.add_argument("--units", choices=("auto", "mm", "m"), default="auto",
+                        help="the scans' length unit; auto: millimetres unless a scan is under 2 units across, "
+                        "then metres (converted to millimetres and recorded in alignment.json)")
     parser.add_argument("--accept-fallback", action="store_true",
                         help="take the global FPFH + RANSAC pose when it passes every gate except the flip check "
                         "(scans of a part that was not turned over); the refusal says when this would help")
@@ -174,7 +181,7 @@ def _merge(args: argparse.Namespace) -> int:
     for folder in bar("merging scans")(folders, len(folders)):
         fresh = not (folder / MERGED_NAME).exists()
         try:
-            mesh = merge_capture(folder, gates, initial)
+            mesh = merge_capture(folder, gates, initial, args.units)
         except DataFormatError as exc:  # an unreadable file: the others are still merged
             print(f"error: {exc}", file=sys.stderr)
             bad_input += 1
@@ -186,7 +193,9 @@ def _merge(args: argparse.Namespace) -> int:
         if fresh:
             report = AlignmentRecord.read(folder / ALIGNMENT_NAME)
             print(f"{folder}: fitness {report.fitness:.3f}, inlier RMSE {report.inlier_rmse_mm:.4f} mm, "
-                  f"overlap {report.overlap_ratio:.2f}, {len(mesh.vertices)} vertices ({report.method})")
+                  f"overlap {report.overlap_ratio:.2f}, {len(mesh.vertices)} vertices ({report.method}"
+                  + (f"; scans in {report.source_units}, converted to mm" if report.source_units != "mm" else "")
+                  + ")")
         else:
             print(f"{folder}: already merged")
     return 2 if bad_input else 1 if failed else 0
@@ -207,9 +216,10 @@ def _build(args: argparse.Namespace) -> int:
         with open(args.splits, newline="") as handle:
             splits = {(r["category"], r["sample_id"]): r["split"] for r in csv.DictReader(handle)}
     config = BuildConfig(test_good_ratio=args.test_good_ratio, point_tolerance_mm=args.tolerance, splits=splits,
-                         gates=_gates(args))
+                         gates=_gates(args), units=args.units)
     try:
-        report = build_dataset(args.captures, args.annotations, args.out, config, progress=bar("checking captures"))
+        report = build_dataset(args.captures, args.annotations, args.out, config, progress=bar("checking captures"),
+                               update=args.update)
     except BuildError as exc:
         if len(exc.problems) == 1:  # one line, as every other error
             raise MulsenError(f"{exc.problems[0]} (nothing was added to {args.out})") from None
@@ -218,6 +228,8 @@ def _build(args: argparse.Namespace) -> int:
         raise MulsenError(f"{len(exc.problems)} problem(s) listed above; nothing was added to {args.out}") from None
     for bucket, count in sorted(report.added.items()):
         print(f"  + {bucket}: {count}")
+    for line in report.updated:
+        print(f"  ~ ground truth re-imported: {line}")
     print(f"{args.out}: {report.total_added} samples added, {report.skipped} captures already in the dataset")
     validation = validate_dataset(args.out, jobs=1)
     for problem in validation.errors:

@@ -504,3 +504,69 @@ def test_build_never_guesses_a_normal_and_lists_every_problem_before_writing_any
     (out / "nut" / "RGB" / "test" / "crack" / "0.png").write_bytes(b"not a png")  # damage one built sample
     damaged = [p for p in validate_dataset(out, jobs=1).errors if p.path.name == "0.png"]
     assert damaged and all(p.message.endswith("(from capture nut/011)") for p in damaged)
+
+
+def test_scans_exported_in_metres_are_recognised_and_merged_in_millimetres(tmp_path: Path):
+    from mulsen.dataset.build import ALIGNMENT_NAME, MERGED_NAME, AlignmentRecord, find_scans, merge_capture
+    from mulsen.dataset.meshio import read_stl, write_stl
+    from mulsen.dataset.scans import write_scan
+
+    _captures(tmp_path / "mm", [("nut", "030", "nut:30")])
+    _captures(tmp_path / "m", [("nut", "030", "nut:30")])
+    reference = read_stl(tmp_path / "mm" / "nut" / "030" / MERGED_NAME) \
+        if (tmp_path / "mm" / "nut" / "030" / MERGED_NAME).exists() else merge_capture(tmp_path / "mm" / "nut" / "030")
+    folder = tmp_path / "m" / "nut" / "030"
+    (folder / MERGED_NAME).unlink(missing_ok=True)
+    for scan in find_scans(folder):
+        mesh = read_stl(scan)
+        write_stl(scan, Mesh(mesh.vertices / 1000.0, mesh.faces), overwrite=True)  # a scanner set to metres
+    merged = merge_capture(folder)
+    record = AlignmentRecord.read(folder / ALIGNMENT_NAME)
+    assert record.source_units.startswith("m (auto")
+    lo, hi = merged.vertices.min(0), merged.vertices.max(0)
+    assert np.allclose(lo, reference.vertices.min(0), atol=0.05)
+    assert np.allclose(hi, reference.vertices.max(0), atol=0.05)
+    assert record.point_spacing_mm > 0.05  # gates judged in millimetres, not 0.0001 "mm"
+    (folder / MERGED_NAME).unlink()
+    kept = merge_capture(folder, units="mm")  # forced: taken as they are
+    assert np.ptp(kept.vertices, axis=0).max() == pytest.approx(np.ptp(merged.vertices, axis=0).max() / 1000, rel=1e-3)
+    assert AlignmentRecord.read(folder / ALIGNMENT_NAME).source_units == "mm"
+    cloud = tmp_path / "cloud"
+    cloud.mkdir()
+    write_scan(cloud / "scan_a.xyz", reference.vertices, None, "xyz")
+    write_scan(cloud / "scan_b.xyz", reference.vertices, None, "xyz")
+    (cloud / "capture.json").write_bytes((folder / "capture.json").read_bytes())
+    with pytest.raises(DataFormatError, match=r"scan_a\.xyz: a point cloud without faces: the MulSen-AD layout"):
+        merge_capture(cloud)
+
+
+def test_update_reimports_corrected_annotations_in_place_and_refuses_a_type_change(tmp_path: Path):
+    from mulsen.dataset.build import BuildError, build_dataset
+    from mulsen.dataset.formats import read_mask
+
+    captures, annotations, out = tmp_path / "captures", tmp_path / "annotations", tmp_path / "out"
+    _captures(captures, [("nut", "040", "nut:40:crack")])
+    folder = annotations / "nut" / "040"
+    folder.mkdir(parents=True)
+
+    def annotate(label: str, box: list[list[int]]) -> None:
+        (folder / "rgb.json").write_text(json.dumps({
+            "version": "5.4.1", "imagePath": "rgb.png", "imageData": None, "imageHeight": 240, "imageWidth": 320,
+            "shapes": [{"label": label, "points": box, "shape_type": "rectangle"}]}))
+
+    annotate("crack", [[100, 100], [120, 110]])
+    build_dataset(captures, annotations, out)
+    mask_path = out / "nut" / "RGB" / "GT" / "crack" / "0.png"
+    assert read_mask(mask_path).sum() == 21 * 11
+    annotate("crack", [[100, 100], [140, 130]])  # the curator corrects the box
+    assert build_dataset(captures, annotations, out).updated == []  # without --update: built samples untouched
+    assert read_mask(mask_path).sum() == 21 * 11
+    report = build_dataset(captures, annotations, out, update=True)
+    assert report.updated == ["nut/040 -> nut/test/crack/0"] and report.total_added == 0
+    assert read_mask(mask_path).sum() == 41 * 31
+    log = (out / "_provenance" / "nut.jsonl").read_text().splitlines()
+    assert json.loads(log[-1])["reason"] == "annotations re-imported"
+    assert build_dataset(captures, annotations, out, update=True).updated == []  # nothing changed: nothing logged
+    annotate("hole", [[100, 100], [140, 130]])
+    with pytest.raises(BuildError, match="re-annotated as hole, but built as nut/test/crack/0"):
+        build_dataset(captures, annotations, out, update=True)
