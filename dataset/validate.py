@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from mulsen.core.errors import DataFormatError
+from mulsen.core.parallel import Executor, as_executor
 
 from . import layout
 from .formats import open_image, parse_labels_csv, read_pc_gt
@@ -314,7 +314,7 @@ class _Walker:
                         self.add(path, "extra-file", "unexpected file in a GT folder")
 
 
-def validate_dataset(root: str | Path, jobs: int = 1, strict_size: bool = False,
+def validate_dataset(root: str | Path, jobs: int | Executor = 1, strict_size: bool = False,
                      point_tolerance: float = 0.01,
                      progress: Callable[[Iterable, int], Iterable] | None = None) -> ValidationReport:
     """Check every rule of the contract; return all problems (never raises on bad data)."""
@@ -337,17 +337,8 @@ def validate_dataset(root: str | Path, jobs: int = 1, strict_size: bool = False,
         walker.category(category)
     report.problems += walker.problems
     report.samples = len(walker.checks)
-    checks: Iterable = walker.checks
-    if jobs > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            mapped = pool.map(check_sample, walker.checks, chunksize=4)
-            results = progress(mapped, len(walker.checks)) if progress else mapped
-            for found_problems in results:
-                report.problems += found_problems
-    else:
-        checks = progress(checks, len(walker.checks)) if progress else checks
-        for check in checks:
-            report.problems += check_sample(check)
+    for found_problems in as_executor(jobs).map(check_sample, walker.checks, progress):
+        report.problems += found_problems
     sources = captures_by_sample(found)
     if sources:  # a built dataset: say which capture each bad sample came from, where the fix belongs
         report.problems = [replace(p, message=f"{p.message} (from capture {sources[key]})")

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from mulsen.core.atomic import atomic_write_text
-from mulsen.core.parallel import map_ordered
+from mulsen.core.parallel import Executor, InProcess, LocalPool, as_executor
 from mulsen.core.records import Record
 from mulsen.dataset.reader import MulsenDataset
 from mulsen.dataset.records import Split
@@ -142,12 +142,15 @@ def _score_record(dataset: MulsenDataset, model: TripleADModel, modalities: tupl
 
 
 def evaluate_category(dataset: MulsenDataset, model: TripleADModel, combos: list[tuple[str, ...]],
-                      fusion: str | None = None, progress=None, jobs: int = 1) -> CategoryResult:
-    """Every test sample of the model's category scored (on ``jobs`` processes), then the metrics."""
+                      fusion: str | None = None, progress=None, jobs: int | Executor = 1) -> CategoryResult:
+    """Every test sample of the model's category scored (on ``jobs`` processes or an executor), then the
+    metrics."""
     records = dataset.records(model.category, Split.TEST)
     modalities = tuple(sorted({m for c in combos for m in c}, key=model.config.modalities.index))
-    jobs = jobs if model.config.process_safe else 1
-    scored = map_ordered(partial(_score_record, dataset, model, modalities), records, jobs, progress)
+    run = as_executor(jobs)
+    if not model.config.process_safe and isinstance(run, LocalPool):
+        run = InProcess()
+    scored = run.map(partial(_score_record, dataset, model, modalities), records, progress)
     names = [s.name for s in scored]
     labels = [s.label for s in scored]
     own_labels = {m: [s.own_labels[m] for s in scored] for m in modalities}

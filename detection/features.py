@@ -198,7 +198,7 @@ class PointGroups:
     (P, k) are each centre's k nearest centres (itself first), over which its score is averaged."""
 
     centres: np.ndarray
-    vertex_to_group: np.ndarray
+    vertex_to_group: np.ndarray | None  # None: not mapped (training needs no per-vertex maps)
     neighbours: np.ndarray | None = None
 
     def smooth(self, scores: np.ndarray) -> np.ndarray:
@@ -282,8 +282,9 @@ def _cloud_normals(points: np.ndarray, neighbours: int) -> np.ndarray:
 
 
 def point_features(vertices: np.ndarray, config: PointFeatureConfig = PointFeatureConfig(),
-                   faces: np.ndarray | None = None) -> tuple[np.ndarray, PointGroups]:
-    """(P, 33 x scales) FPFH features at surface samples of a mesh (any length unit, any frame)."""
+                   faces: np.ndarray | None = None, map_vertices: bool = True) -> tuple[np.ndarray, PointGroups]:
+    """(P, 33 x scales) FPFH features at surface samples of a mesh (any length unit, any frame);
+    ``map_vertices``: also find each vertex's nearest centre (for per-vertex maps)."""
     import open3d as o3d
     from scipy.spatial import cKDTree
 
@@ -305,7 +306,7 @@ def point_features(vertices: np.ndarray, config: PointFeatureConfig = PointFeatu
         data = np.asarray(fpfh.data).T
         feats.append(data / (data.sum(axis=1, keepdims=True) / 3 + 1e-9))  # three 11-bin histograms
     tree = cKDTree(down)
-    _, nearest = tree.query(centred, k=1)
+    nearest = tree.query(centred, k=1)[1].astype(np.int64) if map_vertices else None
     _, neighbours = tree.query(down, k=min(config.smoothing_neighbours, len(down)))
     return np.concatenate(feats, axis=1).astype(np.float32), PointGroups(
-        down, nearest.astype(np.int64), np.asarray(neighbours, np.int64).reshape(len(down), -1))
+        down, nearest, np.asarray(neighbours, np.int64).reshape(len(down), -1))

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from mulsen.core.errors import MulsenError
+from mulsen.core.parallel import Executor
 from mulsen.dataset.records import SampleData
 
 from .config import (
@@ -50,7 +51,7 @@ class TripleADModel:
 
     # -- training -----------------------------------------------------------------
     def fit(self, load: Callable[[Any], SampleData], records: Sequence[Any], progress: Progress | None = None,
-            workers: int = WORKERS) -> TripleADModel:
+            workers: int | Executor = WORKERS) -> TripleADModel:
         """Build the banks from most training normals, calibrate on the held-out rest."""
         try:
             self.banks, self.calibration, self.inputs = train_banks(load, records, self.config, progress, workers)

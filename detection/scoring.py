@@ -24,13 +24,14 @@ class ModalityResult:
     anomaly_map: np.ndarray  # (H, W) for images, (N,) per vertex for point clouds
 
 
-def extract(modality: str, data: SampleData, config: DetectorConfig
+def extract(modality: str, data: SampleData, config: DetectorConfig, maps: bool = True
             ) -> tuple[np.ndarray, PatchGrid | PointGroups]:
-    """(P, D) features of one modality of a sample and the geometry that maps them back."""
+    """(P, D) features of one modality of a sample and the geometry that maps them back (``maps=False``:
+    without the per-vertex mapping, which only anomaly maps need)."""
     extractor = config.extractor(modality)
     if modality == "pointcloud":
         assert not isinstance(extractor, ImageFeatureConfig)
-        return point_features(data.mesh.vertices, extractor, data.mesh.faces)
+        return point_features(data.mesh.vertices, extractor, data.mesh.faces, map_vertices=maps)
     assert isinstance(extractor, ImageFeatureConfig)
     return image_features(data.rgb if modality == "rgb" else data.infrared, extractor)
 
@@ -75,6 +76,7 @@ def score_sample(banks: Mapping[str, MemoryBank], data: SampleData, config: Dete
         feats, geometry = extract(m, data, config)
         patch = patch_scores(banks[m], feats, geometry)
         if isinstance(geometry, PointGroups):
+            assert geometry.vertex_to_group is not None
             amap = patch[geometry.vertex_to_group]
         else:
             amap = upsample_scores(patch, geometry)

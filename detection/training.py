@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from mulsen.core.errors import MulsenError
-from mulsen.core.parallel import available_cores, map_ordered
+from mulsen.core.parallel import Executor, InProcess, LocalPool, as_executor, available_cores
 from mulsen.dataset.records import SampleData
 
 from .config import DetectorConfig
@@ -46,7 +46,7 @@ def extract_sample(load: Callable[[T], SampleData], config: DetectorConfig, task
     bank sample, the patches it offers to each bank."""
     record, for_bank = task
     data = load(record)
-    per = {m: extract(m, data, config) for m in config.modalities}
+    per = {m: extract(m, data, config, maps=False) for m in config.modalities}
     offered = {m: bank_candidates(per[m][0], config) for m in config.modalities} if for_bank else {}
     return SampleShape.of(data), per, offered
 
@@ -57,16 +57,19 @@ def _fit_one(features: list[list[np.ndarray]], candidates: list[list[np.ndarray]
 
 
 def train_banks(load: Callable[[T], SampleData], records: Sequence[T], config: DetectorConfig,
-                progress: Progress | None = None, workers: int = WORKERS
+                progress: Progress | None = None, workers: int | Executor = WORKERS
                 ) -> tuple[dict[str, MemoryBank], Calibration, InputProfile]:
     """Banks from most training normals, calibration scores from the held-out rest, and the range of inputs
-    seen; results keep record order, and are the same on any number of ``workers`` (processes)."""
+    seen; results keep record order, and are the same on any number of ``workers`` (processes) or any
+    executor (``mulsen.core.parallel``)."""
     hold_idx, bank_idx = holdout_split(len(records), config)
     modalities = config.modalities
-    workers = workers if config.process_safe else 1
+    run = as_executor(workers)
+    if not config.process_safe and isinstance(run, LocalPool):  # torch networks are not fork-safe
+        run = InProcess()
     order = [int(i) for i in bank_idx] + [int(i) for i in hold_idx]
     tasks = [(records[i], k < len(bank_idx)) for k, i in enumerate(order)]
-    extracted = map_ordered(partial(extract_sample, load, config), tasks, workers, progress)
+    extracted = run.map(partial(extract_sample, load, config), tasks, progress)
     profile_shapes = [e[0] for _, e in sorted(zip(order, extracted, strict=True), key=lambda p: p[0])]
     bank_cache = [per for _, per, _ in extracted[:len(bank_idx)]]
     offered = [o for _, _, o in extracted[:len(bank_idx)]]
@@ -75,7 +78,7 @@ def train_banks(load: Callable[[T], SampleData], records: Sequence[T], config: D
     features = [[per[m][0] for per in bank_cache] for m in modalities]
     candidates = [[o[m] for o in offered] for m in modalities]
     # one bank per process: each greedy coreset is a sequential loop of short numpy steps
-    built = map_ordered(partial(_fit_one, features, candidates, config), range(len(modalities)), workers)
+    built = run.map(partial(_fit_one, features, candidates, config), range(len(modalities)))
     banks = dict(zip(modalities, built, strict=True))
     del features, candidates
 
@@ -88,7 +91,7 @@ def train_banks(load: Callable[[T], SampleData], records: Sequence[T], config: D
     # In-sample scores: the paper's gate is fitted on all of them; otherwise a few are kept as a
     # diagnostic (how much lower than held-out scores they are), which is much cheaper.
     sampled = bank_cache if config.gate_fit == "paper" else bank_cache[:INSAMPLE_DIAGNOSTIC]
-    rows = map_ordered(scored, sampled + held, workers)
+    rows = run.map(scored, sampled + held)
     del bank_cache
     insample = np.array([r[0] for r in rows[:len(sampled)]])
     rows = rows[len(sampled):]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from mulsen.core.progress import bar
+
+from .options import add_backend_options, executor_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "as 'path: problem (kind)', then a count per kind. Exit status 1 when any error "
                           "is found (warnings alone exit 0).")
     val.add_argument("root", type=Path, help="dataset folder (an extra MulSen_AD/MulSen_AD level is tolerated)")
-    val.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
+    add_backend_options(val, "checking samples")
     val.add_argument("--strict-size", action="store_true",
                      help="treat images not at the published 1280x960 / 640x480 as errors")
     val.add_argument("--tolerance", type=float, default=0.01,
@@ -104,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _validate(args: argparse.Namespace) -> int:
     from mulsen.dataset.validate import ERROR, validate_dataset
 
-    report = validate_dataset(args.root, jobs=args.jobs, strict_size=args.strict_size,
+    report = validate_dataset(args.root, jobs=executor_from(args), strict_size=args.strict_size,
                               point_tolerance=args.tolerance, progress=bar("validating samples"))
     shown = report.errors if args.quiet_warnings else report.problems
     for problem in shown:

@@ -6,11 +6,10 @@ import argparse
 from pathlib import Path
 
 from mulsen.core.files import output_folder
-from mulsen.core.parallel import available_cores
 from mulsen.core.progress import bar
 from mulsen.detection.config import FUSIONS, GATE_FITS, DetectorConfig, all_combinations, parse_modalities
 
-from .options import add_field_option
+from .options import add_backend_options, add_field_option, executor_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,8 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--all", action="store_true", help="train every category")
     tr.add_argument("--out", type=Path, required=True, help="models folder (one subfolder per category)")
     tr.add_argument("--modalities", default="rgb,ir,pc", help="comma list of rgb, ir, pc (default all three)")
-    tr.add_argument("--jobs", type=_jobs, default=available_cores(),
-                    help="worker processes for loading and feature extraction (default: every core; 1: in process)")
+    add_backend_options(tr, "loading, feature extraction and the banks")
     add_field_option(tr, "--coreset-ratio", DetectorConfig, "coreset_ratio",
                      "share of the normals' patches kept in each memory bank, in (0, 1]")
     add_field_option(tr, "--max-bank-size", DetectorConfig, "max_bank_size",
@@ -66,8 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--all-combinations", action="store_true", help="single, dual and triple (Table 5)")
     ev.add_argument("--fusion", choices=FUSIONS, default=None, help="override the model's fusion")
     ev.add_argument("--category", action="append", help="only these categories")
-    ev.add_argument("--jobs", type=_jobs, default=available_cores(),
-                    help="worker processes scoring test samples (default: every core; 1: in process)")
+    add_backend_options(ev, "scoring test samples")
     ev.add_argument("--out", type=Path, help="folder for results.json, object_auroc.csv and per_sample.csv")
     ev.add_argument("--strict", action="store_true",
                     help="refuse to start when a category has no model (default: evaluate the others and list it)")
@@ -97,24 +94,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="override the model's calibrated false-alarm rate (saved at training)")
     de.add_argument("--out", type=Path, default=Path("detections"),
                     help="folder for the reports, overlays and point-cloud scores")
-    de.add_argument("--jobs", type=_jobs, default=available_cores(),
-                    help="worker processes judging SAMPLE folders (default: every core; 1: in process)")
+    add_backend_options(de, "judging SAMPLE folders")
     de.add_argument("--force", action="store_true",
                     help="judge captures whose capture.json names another category than the model's")
     de.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
                     help="where pretrained networks run, overriding the model's (default: as trained; auto: cuda "
                     "when available); the weight-free detector always runs on the CPU")
     de.set_defaults(handler=_detect)
-
-
-def _jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of processes >= 1, got {text!r}")
-    return value
 
 
 def _dataset(path: Path):
@@ -153,7 +139,7 @@ def _train(args: argparse.Namespace) -> int:
     for category in categories:
         records = ds.records(category, "train")
         model = TripleADModel(category, config).fit(ds.load, records, progress=bar(f"train {category}"),
-                                                    workers=args.jobs)
+                                                    workers=executor_from(args, gpus=1.0 if device == "cuda" else 0.0))
         folder = model.save(args.out / category)
         sizes = ", ".join(f"{m} {len(b.features)}" for m, b in model.banks.items())
         print(f"{category}: {len(records)} normals, banks [{sizes}] -> {folder}")
@@ -191,7 +177,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             continue
         model = TripleADModel.load(args.models / category, modalities)
         results.append(evaluate_category(ds, model, combos, args.fusion, progress=bar(f"evaluate {category}"),
-                                         jobs=args.jobs))
+                                         jobs=executor_from(args)))
     print("Object-level AUROC (single = raw score; dual/triple = fused)")
     print(table5(results))
     print("\nModality-specific object AUROC (each modality against its own labels; defects it cannot see count "
@@ -248,7 +234,7 @@ def _detect(args: argparse.Namespace) -> int:
                 print(f"  warning: {warning}", flush=True)
             yield detection
 
-    inspect_many(detector, tasks, args.force, args.false_alarm_rate, args.jobs, report)
+    inspect_many(detector, tasks, args.force, args.false_alarm_rate, executor_from(args), report)
     anomalous, unreliable = counts["anomalous"], counts["unreliable"]
     print(f"{anomalous} of {len(args.samples)} samples anomalous"
           + (f", {unreliable} unreliable" if unreliable else "") + f"; results in {args.out}/")

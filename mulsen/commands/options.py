@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 from typing import Any
 
+from mulsen.core.parallel import BACKENDS, available_cores
+
 
 def field_default(cls: type, name: str) -> Any:
     """The default of dataclass ``cls``'s field ``name`` (a default factory is called)."""
@@ -26,3 +28,36 @@ def add_field_option(parser: argparse.ArgumentParser | Any, flag: str, cls: type
     kind = kwargs.pop("type", None) or (type(default) if default is not None else str)
     shown = f"{default:g}" if isinstance(default, float) else str(default)
     parser.add_argument(flag, type=kind, default=default, help=f"{help} (default {shown})", **kwargs)
+
+
+def add_backend_options(parser: argparse.ArgumentParser, work: str) -> None:
+    """--backend local|inprocess|ray, --jobs, --address: where per-item ``work`` runs."""
+    group = parser.add_argument_group("where the work runs")
+    group.add_argument("--backend", choices=BACKENDS, default="local",
+                       help=f"{work}: local worker processes (default), inprocess, or a Ray cluster (results are "
+                       "identical on all three)")
+    group.add_argument("--jobs", type=_positive_jobs, default=available_cores(),
+                       help="local worker processes (default: every core; 1: in process)")
+    group.add_argument("--address", help="with --backend ray: the cluster ('auto' on a cluster node, "
+                       "ray://HOST:10001 from outside; absent: a local Ray on this machine)")
+
+
+def executor_from(args: argparse.Namespace, gpus: float = 0.0):
+    """The executor ``add_backend_options``' flags ask for (``gpus``: per Ray task, for networks on cuda)."""
+    from mulsen.core.parallel import executor
+
+    if args.address and args.backend != "ray":
+        from mulsen.core.errors import MulsenError
+
+        raise MulsenError("--address needs --backend ray")
+    return executor(args.backend, args.jobs, args.address, gpus)
+
+
+def _positive_jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of processes >= 1, got {text!r}")
+    return value
