@@ -12,6 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from threadpoolctl import threadpool_limits
+
 from mulsen.core.parallel import Executor, InProcess, LocalPool, RayCluster, available_cores
 from mulsen.dataset.reader import MulsenDataset
 from mulsen.detection.config import DetectorConfig, all_combinations
@@ -49,13 +51,16 @@ def main() -> None:
         samples = sum(len(ds.records(c, s)) for c in ds.categories for s in ("train", "test"))
         print(f"scale_dataset: {len(ds.categories)} categories, {samples} samples ({args.size})")
         times, results = {}, {}
+        with threadpool_limits(1):  # one core: in process, BLAS would use every core for the kNN and coresets
+            times["one_core"], results["one_core"] = run(ds, InProcess())
+        print(f"train_evaluate_s_one_core: {times['one_core']:.1f} s")
         for executor in (InProcess(), LocalPool(), RayCluster(args.address)):
             times[executor.name], results[executor.name] = run(ds, executor)
             print(f"train_evaluate_s_{executor.name}: {times[executor.name]:.1f} s")
-        print(f"speedup_local_over_inprocess: {times['inprocess'] / times['local']:.2f} x "
-              f"({available_cores()} cores)")
+        print(f"speedup_local_over_one_core: {times['one_core'] / times['local']:.2f} x ({available_cores()} cores)")
+        print(f"speedup_local_over_inprocess: {times['inprocess'] / times['local']:.2f} x (in process, BLAS threaded)")
         print(f"ray_overhead_over_local: {100 * (times['ray'] / times['local'] - 1):.1f} %")
-        same = results["inprocess"] == results["local"] == results["ray"]
+        same = results["one_core"] == results["inprocess"] == results["local"] == results["ray"]
         print(f"identical_results: {'yes' if same else 'NO'}")
 
 

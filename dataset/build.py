@@ -22,12 +22,14 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from mulsen.core.errors import DataFormatError, MulsenError
 from mulsen.core.files import read_input, read_json
+from mulsen.core.parallel import Executor, as_executor
 from mulsen.core.records import Record
 
 from . import layout
@@ -41,7 +43,7 @@ from .writer import CUT_CAPTURE, PROVENANCE_DIR, DatasetWriter
 
 logger = logging.getLogger(__name__)
 MERGED_NAME = "pointcloud.stl"
-DEFECT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # a MulSen-AD defect folder name
+DEFECT_TYPE = layout.DEFECT_FOLDER  # a MulSen-AD defect folder name
 ALIGNMENT_NAME = "alignment.json"
 
 
@@ -306,7 +308,8 @@ def _intent_problem(capture: CaptureRecord, found: str, declared: str | None) ->
 
 
 def build_dataset(captures: Path, annotations: Path | None, out: Path, config: BuildConfig | None = None,
-                  progress: Callable[[Iterable, int], Iterable] | None = None, update: bool = False) -> BuildReport:
+                  progress: Callable[[Iterable, int], Iterable] | None = None, update: bool = False,
+                  jobs: int | Executor = 1) -> BuildReport:
     """Add every capture not yet in ``out`` to the dataset; return what was added.
 
     Every capture is checked first (merge, annotations, what it was planned as) and every problem is
@@ -329,13 +332,12 @@ def build_dataset(captures: Path, annotations: Path | None, out: Path, config: B
                     problems.append(f"{sample}: annotations for a capture that does not exist "
                                     f"({kind.name}/{sample.name} is not under {captures})")
     planned: list[_Planned] = []
-    items = progress(todo, len(todo)) if progress else todo
-    for category, sample_id, folder in items:
-        try:
-            planned.append(_plan(category, sample_id, folder, annotations, config))
-        except MulsenError as exc:
-            text = str(exc)
-            problems.append(text if text.startswith(str(folder)) else f"{category}/{sample_id}: {text}")
+    # each capture checked (and merged) on its own worker: merging is the heavy part of a build
+    for outcome in as_executor(jobs).map(partial(_plan_or_problem, annotations, config), todo, progress):
+        if isinstance(outcome, str):
+            problems.append(outcome)
+        else:
+            planned.append(outcome)
     updates = _plan_updates(out, [i for i in found if f"{i[0]}/{i[1]}" in done], annotations, config, problems) \
         if update else []
     if problems:
@@ -404,6 +406,16 @@ def _plan_updates(out: Path, built: list[tuple[str, str, Path]], annotations: Pa
         except MulsenError as exc:
             problems.append(f"{capture_id}: {exc}")
     return updates
+
+
+def _plan_or_problem(annotations: Path | None, config: BuildConfig, item: tuple[str, str, Path]
+                     ) -> _Planned | str:
+    category, sample_id, folder = item
+    try:
+        return _plan(category, sample_id, folder, annotations, config)
+    except MulsenError as exc:
+        text = str(exc)
+        return text if text.startswith(str(folder)) else f"{category}/{sample_id}: {text}"
 
 
 def _plan(category: str, sample_id: str, folder: Path, annotations: Path | None, config: BuildConfig) -> _Planned:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import getpass
 import platform
-import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mulsen import __version__
 from mulsen.core.errors import ConfigError
 from mulsen.core.records import Record
+
+from .layout import DEFECT_FOLDER
 
 CAPTURE_FILE = "capture.json"
 PROGRESS_FILE = "progress.json"
@@ -44,7 +45,7 @@ class SampleRequest:
     def __post_init__(self) -> None:
         _check_name("category", self.category)
         _check_name("sample id", self.sample_id)
-        if self.expected is not None and not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", self.expected):
+        if self.expected is not None and not DEFECT_FOLDER.fullmatch(self.expected):
             raise ConfigError(f"expected {self.expected!r} must be 'good' or a defect type such as 'crack'")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .records import GOOD, GT_EXT, MODALITY_DIRS, MULSEN_CATEGORIES, SAMPLE_EXT, SampleKey, Split
@@ -75,3 +76,6 @@ def defect_types(root: Path, category: str) -> list[str]:
 # The fewest training normals a category needs to be trained on: the detector holds 3 out to calibrate its
 # scores and needs 2 for the banks (detection.config.DetectorConfig's min_holdout + 2; a test keeps them equal).
 MIN_TRAINING_NORMALS = 5
+
+# A defect type folder name as MulSen-AD spells them ('crack', 'broken_inside'): what build writes and validate accepts.
+DEFECT_FOLDER = re.compile(r"[a-z][a-z0-9_]{0,63}")

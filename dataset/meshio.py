@@ -29,7 +29,16 @@ def dedup_vertices(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Merge equal vertices keeping first-occurrence order; return (unique vertices, index per corner)."""
     corners = np.ascontiguousarray(corners) + 0.0  # folds -0.0 into 0.0, as value equality does
     if corners.dtype == np.float32 and len(corners):
-        first, inverse = _dedup_float32(corners)
+        # two integer keys per corner (x|y bits, z bits) sorted stably: ~2x faster than np.unique on
+        # 12-byte void rows, and the first of each run of equal keys is that vertex's first occurrence
+        bits = corners.view(np.uint32).astype(np.uint64)
+        high, low = (bits[:, 0] << np.uint64(32)) | bits[:, 1], bits[:, 2]
+        order = np.lexsort((low, high))
+        starts = np.ones(len(order), bool)
+        starts[1:] = (np.diff(high[order]) != 0) | (np.diff(low[order]) != 0)
+        first = order[starts]
+        inverse = np.empty(len(order), np.int64)
+        inverse[order] = np.cumsum(starts) - 1
     else:
         row_view = corners.view(np.dtype((np.void, corners.dtype.itemsize * 3))).ravel()
         _, first, inverse = np.unique(row_view, return_index=True, return_inverse=True)
@@ -37,35 +46,6 @@ def dedup_vertices(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rank = np.empty_like(by_appearance)
     rank[by_appearance] = np.arange(by_appearance.size)
     return corners[first[by_appearance]], rank[inverse.ravel()]
-
-
-_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
-
-
-def _dedup_float32(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(first occurrence of each distinct row, run index per row) of float32 xyz rows, runs in key order.
-
-    One 64-bit mix of the three coordinates' bits sorted stably (one key sorts ~2x faster than lexsort on two,
-    ~4x faster than np.unique on 12-byte rows); the first of each run of equal keys is that vertex's first
-    occurrence. A hash collision (different rows, equal key) is detected and falls back to the exact
-    two-key sort."""
-    bits = corners.view(np.uint32)
-    wide = bits.astype(np.uint64)
-    with np.errstate(over="ignore"):
-        key = (wide[:, 0] * _MIX[0]) ^ (wide[:, 1] * _MIX[1]) ^ (wide[:, 2] * _MIX[2])
-    order = np.argsort(key, kind="stable")
-    ordered = key[order]
-    starts = np.ones(len(order), bool)
-    starts[1:] = ordered[1:] != ordered[:-1]
-    repeats = np.flatnonzero(~starts)
-    if len(repeats) and np.any(bits[order[repeats]] != bits[order[repeats - 1]]):
-        high, low = (wide[:, 0] << np.uint64(32)) | wide[:, 1], wide[:, 2]
-        order = np.lexsort((low, high))
-        starts = np.ones(len(order), bool)
-        starts[1:] = (np.diff(high[order]) != 0) | (np.diff(low[order]) != 0)
-    inverse = np.empty(len(order), np.int64)
-    inverse[order] = np.cumsum(starts) - 1
-    return order[starts], inverse
 
 
 def _parse_binary(path: Path, data: bytes, count: int) -> np.ndarray:

@@ -21,12 +21,13 @@ from typing import Any
 from mulsen import __version__
 from mulsen.core.atomic import atomic_path, atomic_write_text
 from mulsen.core.errors import MulsenError
+from mulsen.core.parallel import Executor, as_executor
 from mulsen.core.records import Record
 
 from .layout import find_root
 from .reader import MulsenDataset
 from .stats import dataset_stats, format_table, to_json
-from .validate import validate_dataset
+from .validate import WARNING, validate_dataset
 
 MANIFEST = "MANIFEST.json"
 CARD = "DATASET_CARD.md"
@@ -109,18 +110,21 @@ class ReleaseManifest(Record):
         return super().from_dict(data)
 
 
+def _hash_file(path: Path) -> FileEntry:
+    try:
+        with open(path, "rb") as handle:
+            digest, size = sha256_of(handle)
+    except OSError as exc:
+        raise MulsenError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return FileEntry(size, digest)
+
+
 def build_manifest(root: Path, version: str, name: str,
                    progress: Callable[[Iterable, int], Iterable] | None = None,
-                   validation: str = "passed") -> ReleaseManifest:
+                   validation: str = "passed", jobs: int | Executor = 1) -> ReleaseManifest:
     files = dataset_files(root)
-    entries = {}
-    for path in progress(files, len(files)) if progress else files:
-        try:
-            with open(path, "rb") as handle:
-                digest, size = sha256_of(handle)
-        except OSError as exc:
-            raise MulsenError(f"{path}: cannot read ({exc.strerror or exc})") from None
-        entries[path.relative_to(root).as_posix()] = FileEntry(size, digest)
+    hashed = as_executor(jobs).map(_hash_file, files, progress)  # one file per task, in file order
+    entries = {path.relative_to(root).as_posix(): entry for path, entry in zip(files, hashed, strict=True)}
     stats = json.loads(to_json(dataset_stats(MulsenDataset(root))))
     return ReleaseManifest(name, version, datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            f"mulsen-toolkit {__version__}", len(entries), sum(e.size for e in entries.values()),
@@ -138,7 +142,7 @@ def _counts(entries: dict[str, FileEntry]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def dataset_card(manifest: ReleaseManifest, table: str) -> str:
+def dataset_card(manifest: ReleaseManifest, table: str, warnings: tuple[str, ...] = ()) -> str:
     warning = [] if manifest.validation in ("passed", "not recorded") else [
         f"**Warning: this release did not pass `mulsen dataset validate`** ({manifest.validation}).", ""]
     lines = [f"# {manifest.name} {manifest.version}", "", *warning,
@@ -149,6 +153,8 @@ def dataset_card(manifest: ReleaseManifest, table: str) -> str:
              "## Statistics (Table 3 of the MulSen-AD paper)", "", "```", table.rstrip(), "```", "",
              "## Samples per category, split and type", "", "| category/split/type | samples |", "|---|---|"]
     lines += [f"| {key} | {count} |" for key, count in manifest.counts.items()]
+    if warnings:
+        lines += ["", "## Validation warnings", "", *[f"- {w}" for w in warnings]]
     lines += ["", "## Labels", "",
               "Each modality is labelled 1 only where the defect is visible and annotated in it; the object "
               "label is their OR (`data.csv` per defect type). RGB/IR masks are 0/255 PNGs; point-cloud ground "
@@ -157,7 +163,8 @@ def dataset_card(manifest: ReleaseManifest, table: str) -> str:
 
 
 def pack_dataset(root: str | Path, version: str, out: str | Path | None = None, name: str | None = None,
-                 progress: Callable[[Iterable, int], Iterable] | None = None, allow_invalid: bool = False) -> Path:
+                 progress: Callable[[Iterable, int], Iterable] | None = None, allow_invalid: bool = False,
+                 jobs: int | Executor = 1) -> Path:
     """Write ``<name>-<version>.tar.gz`` (plus the manifest and card beside it); return the archive path.
 
     The dataset is validated first and refused if invalid (``allow_invalid`` packs it anyway and says so
@@ -175,7 +182,7 @@ def pack_dataset(root: str | Path, version: str, out: str | Path | None = None, 
     if archive.resolve().is_relative_to(root.resolve()):
         raise MulsenError(f"{archive}: the archive cannot be written inside the dataset it packs")
     dataset_files(root)  # links and special files are refused before anything reads through them
-    report = validate_dataset(root)
+    report = validate_dataset(root, jobs=jobs)
     validation = "passed"
     if not report.ok:
         summary = f"{len(report.errors)} errors, first: {report.errors[0]}"
@@ -183,8 +190,9 @@ def pack_dataset(root: str | Path, version: str, out: str | Path | None = None, 
             raise MulsenError(f"{root}: the dataset does not validate ({summary}); fix it, or pack it anyway "
                               "with --allow-invalid (recorded in the manifest and the card)")
         validation = f"FAILED: {summary} (packed with --allow-invalid)"
-    manifest = build_manifest(root, version, name, progress, validation)
-    card = dataset_card(manifest, format_table(dataset_stats(MulsenDataset(root))))
+    manifest = build_manifest(root, version, name, progress, validation, jobs)
+    warnings = tuple(f"{p.message} ({p.kind})" for p in report.problems if p.severity == WARNING)
+    card = dataset_card(manifest, format_table(dataset_stats(MulsenDataset(root))), warnings)
     manifest_bytes = (manifest.to_json() + "\n").encode()
     now = int(datetime.now().timestamp())
     with atomic_path(archive, overwrite=False) as tmp, tarfile.open(tmp, "w:gz", compresslevel=6) as tar:

@@ -211,6 +211,10 @@ class _Walker:
                 if dtype not in types_by_modality[modality]:
                     self.add(base / MODALITY_DIRS[modality] / "test" / dtype, "missing-folder",
                              f"test/{dtype} exists in another modality but not in {MODALITY_DIRS[modality]}")
+        for dtype in all_types:
+            if not layout.DEFECT_FOLDER.fullmatch(dtype):
+                self.add(base / "RGB" / "test" / dtype, "bad-type-name", f"defect type folder {dtype!r} is not a "
+                         "plain lower-case name (letters, digits, underscores: 'crack', 'broken_inside')")
         self.folder(category, ("train",), None)
         normals = len(layout.integer_stems(base / "RGB" / "train", SAMPLE_EXT["rgb"])[0])
         if normals < layout.MIN_TRAINING_NORMALS:

@@ -66,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="annotation root (absent: only captures planned as normal can be built)")
     build.add_argument("--out", type=Path, required=True, help="dataset folder (created or extended)")
     build.add_argument("--split-policy", choices=["hash", "manifest"], default="hash")
+    add_backend_options(build, "checking and merging captures")
     build.add_argument("--update", action="store_true",
                        help="also re-read the annotations of captures already built and rewrite their ground truth "
                        "in place where it changed (same sample numbers; recorded in _provenance)")
@@ -87,6 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pack.add_argument("--version", required=True, help="release version, e.g. 1.0.0")
     pack.add_argument("--name", help="release name (default: the folder name)")
     pack.add_argument("--out", type=Path, help="archive path (default: beside the dataset)")
+    add_backend_options(pack, "validating and hashing files")
     pack.add_argument("--allow-invalid", action="store_true",
                       help="pack a dataset that fails validation (recorded in the manifest and the card)")
     pack.set_defaults(handler=_pack)
@@ -135,6 +137,12 @@ def _stats(args: argparse.Namespace) -> int:
         print(format_table(rows))
     for problem in dataset.problems:
         print(f"skipped: {problem}", file=sys.stderr)
+    from mulsen.dataset.layout import MIN_TRAINING_NORMALS
+
+    for row in rows:
+        if row.category != "mean" and row.train_normal < MIN_TRAINING_NORMALS:
+            print(f"warning: {row.category} has {row.train_normal} training normal(s); the detector needs at least "
+                  f"{MIN_TRAINING_NORMALS} to be trained", file=sys.stderr)
     return 0
 
 
@@ -220,7 +228,7 @@ def _build(args: argparse.Namespace) -> int:
                          gates=_gates(args), units=args.units)
     try:
         report = build_dataset(args.captures, args.annotations, args.out, config, progress=bar("checking captures"),
-                               update=args.update)
+                               update=args.update, jobs=executor_from(args))
     except BuildError as exc:
         if len(exc.problems) == 1:  # one line, as every other error
             raise MulsenError(f"{exc.problems[0]} (nothing was added to {args.out})") from None
@@ -231,6 +239,13 @@ def _build(args: argparse.Namespace) -> int:
         print(f"  + {bucket}: {count}")
     for line in report.updated:
         print(f"  ~ ground truth re-imported: {line}")
+    normals: dict[str, list[str]] = {}
+    for sample in report.samples:
+        if not any(sample["labels"].values()):
+            category, capture = sample["capture"].split("/", 1)
+            normals.setdefault(category, []).append(capture)
+    for category, ids in sorted(normals.items()):
+        print(f"  normals of {category} (planned as normal or declared good): {', '.join(ids)}")
     print(f"{args.out}: {report.total_added} samples added, {report.skipped} captures already in the dataset")
     validation = validate_dataset(args.out, jobs=1)
     for problem in validation.errors:
@@ -244,6 +259,7 @@ def _pack(args: argparse.Namespace) -> int:
     from mulsen.dataset.release import pack_dataset
 
     archive = pack_dataset(args.root, args.version, args.out, args.name, progress=bar("hashing files"),
+                           jobs=executor_from(args),
                            allow_invalid=args.allow_invalid)
     print(f"wrote {archive} ({archive.stat().st_size / 2 ** 20:.1f} MiB) with its manifest and dataset card")
     return 0

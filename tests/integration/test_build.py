@@ -501,9 +501,21 @@ def test_build_never_guesses_a_normal_and_lists_every_problem_before_writing_any
     assert (out / "nut" / "Infrared" / "GT" / "crack").is_dir()
     few = [p for p in validation.problems if p.kind == "few-normals"]
     assert len(few) == 1 and "the detector needs at least 5" in few[0].message
+    capsys.readouterr()
+    assert main(["dataset", "stats", str(out)]) == 0
+    assert "warning: nut has" in capsys.readouterr().err
+    from mulsen.dataset.release import pack_dataset
+
+    archive = pack_dataset(out, "0.1.0", tmp_path / "release")
+    card = next(archive.parent.glob("*.DATASET_CARD.md")).read_text()
+    assert "## Validation warnings" in card and "the detector needs at least 5 to be trained (few-normals)" in card
     (out / "nut" / "RGB" / "test" / "crack" / "0.png").write_bytes(b"not a png")  # damage one built sample
     damaged = [p for p in validate_dataset(out, jobs=1).errors if p.path.name == "0.png"]
     assert damaged and all(p.message.endswith("(from capture nut/011)") for p in damaged)
+    for modality in ("RGB", "Infrared", "Pointcloud"):  # a folder renamed by hand, as 'Crack ' once was
+        for sub in ("test", "GT"):
+            (out / "nut" / modality / sub / "crack").rename(out / "nut" / modality / sub / "Crack ")
+    assert any(p.kind == "bad-type-name" and "'Crack '" in p.message for p in validate_dataset(out, jobs=1).errors)
 
 
 def test_scans_exported_in_metres_are_recognised_and_merged_in_millimetres(tmp_path: Path):
