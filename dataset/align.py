@@ -154,14 +154,18 @@ def mesh_normals(mesh: Mesh) -> np.ndarray:
     return smoothed if tilt > NOISY_NORMAL_DEG else normals
 
 
-def cloud_normals(points: np.ndarray, viewpoint: np.ndarray, neighbours: int = 20) -> np.ndarray:
-    """Normals of a bare point cloud (PCA of the k nearest neighbours), turned towards the scanner."""
+def cloud_normals(points: np.ndarray, viewpoint: np.ndarray | None, neighbours: int = 20) -> np.ndarray:
+    """Normals of a bare point cloud (PCA of the k nearest neighbours), turned towards the scanner, or, when
+    the export does not say where the scanner was, away from the cloud's centroid (outward on a part)."""
     cloud = _cloud(points)
     import open3d as o3d
 
     cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(neighbours))
     normals = np.asarray(cloud.normals)
-    flip = np.einsum("ij,ij->i", normals, np.asarray(viewpoint, float) - points) < 0
+    if viewpoint is None:
+        flip = np.einsum("ij,ij->i", normals, points - points.mean(axis=0)) < 0
+    else:
+        flip = np.einsum("ij,ij->i", normals, np.asarray(viewpoint, float) - points) < 0
     normals[flip] *= -1
     return normals
 
@@ -169,8 +173,6 @@ def cloud_normals(points: np.ndarray, viewpoint: np.ndarray, neighbours: int = 2
 def scan_normals(scan: Mesh, viewpoint: np.ndarray | None) -> np.ndarray:
     if len(scan.faces):
         return mesh_normals(scan)
-    if viewpoint is None:
-        raise AlignmentError("a scan without faces needs the scanner viewpoint to orient its normals")
     return cloud_normals(scan.vertices, viewpoint)
 
 
@@ -297,12 +299,12 @@ def refine(target: _Target, b_points: np.ndarray, b_normals: np.ndarray, initial
 
 def align_scans(scan_a: Mesh, scan_b: Mesh, gates: AlignmentGates | None = None, initial: np.ndarray | None = None,
                 point_pairs: tuple[np.ndarray, np.ndarray] | None = None, steps: int = 12,
-                allow_global: bool = True, viewpoints: tuple[np.ndarray, np.ndarray] | None = None
+                allow_global: bool = True, viewpoints: tuple[np.ndarray | None, np.ndarray | None] | None = None
                 ) -> AlignmentResult:
     """Align scan B onto scan A; raise AlignmentError when no result passes the gates.
 
-    Meshes carry their own (outward) normals; bare point clouds need ``viewpoints`` (the scanner
-    position of each scan, in its own frame) to orient estimated normals.
+    Meshes carry their own (outward) normals; bare point clouds orient estimated normals towards
+    ``viewpoints`` (the scanner position of each scan, in its own frame), or outward where it is None.
     """
     gates = gates or AlignmentGates()
     # Work around A's centre: scanner frames lie metres from their origin, which ruins ICP's conditioning.
@@ -454,11 +456,14 @@ def _global_registration(a_cloud, b_points: np.ndarray, b_normals: np.ndarray, s
 
 
 def merge_scans(scan_a: Mesh, scan_b: Mesh, transform: np.ndarray, duplicate_radius: float) -> Mesh:
-    """Scan A plus the faces of aligned scan B that A does not already cover; unused points dropped."""
+    """Scan A plus the faces of aligned scan B that A does not already cover; unused points dropped. Point
+    clouds (no faces): A plus B's points farther than ``duplicate_radius`` from A."""
     from scipy.spatial import cKDTree
 
     b_points = apply_transform(transform, scan_b.vertices)
     covered = cKDTree(scan_a.vertices).query(b_points, distance_upper_bound=duplicate_radius)[0] < np.inf
+    if not len(scan_a.faces) or not len(scan_b.faces):
+        return Mesh(np.concatenate([scan_a.vertices, b_points[~covered]]), np.zeros((0, 3), np.int64))
     keep_faces = scan_b.faces[~covered[scan_b.faces].all(axis=1)]
     used = np.unique(keep_faces)
     remap = -np.ones(len(b_points), np.int64)

@@ -43,6 +43,7 @@ from .writer import CUT_CAPTURE, PROVENANCE_DIR, DatasetWriter
 
 logger = logging.getLogger(__name__)
 MERGED_NAME = "pointcloud.stl"
+MERGED_CLOUD_NAME = "pointcloud.ply"  # the merge of two point-cloud scans (no faces: not an STL)
 DEFECT_TYPE = layout.DEFECT_FOLDER  # a MulSen-AD defect folder name
 ALIGNMENT_NAME = "alignment.json"
 
@@ -70,10 +71,10 @@ class AlignmentRecord(Record):
 
     @classmethod
     def of(cls, result: AlignmentResult, scan_a: str, scan_b: str, merged: Mesh,
-           source_units: str = "mm") -> AlignmentRecord:
+           source_units: str = "mm", merged_name: str = MERGED_NAME) -> AlignmentRecord:
         return cls(tuple(map(tuple, np.round(result.transform, 9).tolist())), round(result.fitness, 5),
                    round(result.rmse, 6), round(result.overlap_ratio, 5), round(result.spacing, 5), result.method,
-                   tuple(result.candidates), scan_a, scan_b, MERGED_NAME, len(merged.vertices), source_units)
+                   tuple(result.candidates), scan_a, scan_b, merged_name, len(merged.vertices), source_units)
 
 
 SCAN_UNITS = ("auto", "mm", "m")
@@ -134,27 +135,46 @@ def merge_capture(folder: Path, gates: AlignmentGates | None = None, initial: np
     merged_path = folder / MERGED_NAME
     if merged_path.exists():
         return read_stl(merged_path)
+    if (folder / MERGED_CLOUD_NAME).exists():
+        return _read_cloud(folder / MERGED_CLOUD_NAME)
     path_a, path_b = find_scans(folder)
-    scan_a, scan_b = read_scan(path_a).mesh, read_scan(path_b).mesh
-    if scan_a is None or scan_b is None:
-        cloud = path_a if scan_a is None else path_b
-        raise DataFormatError(cloud, "a point cloud without faces: the MulSen-AD layout stores meshes (STL), so "
-                                     "export meshes from the scanner software (or mesh the cloud) to merge them")
+    read_a, read_b = read_scan(path_a), read_scan(path_b)
+    no_faces = np.zeros((0, 3), np.int64)
+    scan_a = read_a.mesh or Mesh(read_a.vertices, no_faces)
+    scan_b = read_b.mesh or Mesh(read_b.vertices, no_faces)
+    clouds = not len(scan_a.faces) or not len(scan_b.faces)
     factor, source_units = scan_units([scan_a, scan_b], units, folder)
     if factor != 1.0:
         scan_a, scan_b = Mesh(scan_a.vertices * factor, scan_a.faces), Mesh(scan_b.vertices * factor, scan_b.faces)
         if initial is not None:  # given in the scans' own unit
             initial = np.array(initial, float)
             initial[:3, 3] *= factor
+    # point clouds: normals towards the scanner where the export says where it was (PCD VIEWPOINT), else outward
+    views = (None if read_a.viewpoint is None else read_a.viewpoint * factor,
+             None if read_b.viewpoint is None else read_b.viewpoint * factor)
     try:
-        result = align_scans(scan_a, scan_b, gates, initial=initial)
+        result = align_scans(scan_a, scan_b, gates, initial=initial, viewpoints=views if clouds else None)
     except MulsenError as exc:
         raise MulsenError(f"{folder}: {exc}") from None
-    merged = stable_mesh(merge_scans(scan_a, scan_b, result.transform, 1.5 * result.spacing))
-    # the report first: pointcloud.stl is what marks a capture as merged
-    AlignmentRecord.of(result, path_a.name, path_b.name, merged, source_units).write(folder / ALIGNMENT_NAME)
-    write_stl(merged_path, merged)
+    merged = merge_scans(scan_a, scan_b, result.transform, 1.5 * result.spacing)
+    target = folder / (MERGED_CLOUD_NAME if clouds else MERGED_NAME)
+    merged = merged if clouds else stable_mesh(merged)
+    # the report first: the merged file is what marks a capture as merged
+    AlignmentRecord.of(result, path_a.name, path_b.name, merged, source_units, target.name).write(
+        folder / ALIGNMENT_NAME)
+    if clouds:
+        from mulsen.dataset.scans import write_scan
+
+        write_scan(target, merged.vertices, None, "ply")
+    else:
+        write_stl(target, merged)
     return merged
+
+
+def _read_cloud(path: Path) -> Mesh:
+    from mulsen.dataset.scans import read_scan
+
+    return Mesh(read_scan(path).vertices, np.zeros((0, 3), np.int64))
 
 
 def capture_folders(root: Path) -> list[tuple[str, str, Path]]:
@@ -423,6 +443,10 @@ def _plan(category: str, sample_id: str, folder: Path, annotations: Path | None,
     capture = CaptureRecord.read(folder / CAPTURE_FILE)
     rgb, infrared = read_rgb(folder / "rgb.png"), read_ir(folder / "infrared.png")
     mesh = merge_capture(folder, config.gates, units=config.units)
+    if not len(mesh.faces):
+        raise MulsenError(f"its scans are point clouds (merged into {MERGED_CLOUD_NAME}): the MulSen-AD layout "
+                          "stores meshes (STL), so export meshes from the scanner software to build it into a "
+                          "dataset ('mulsen detect' judges it as it is)")
     _, defect_type, declared = load_annotations(annotations / category / sample_id if annotations else None,
                                                 rgb.shape[:2], infrared.shape, mesh, config.point_tolerance_mm)
     problem = _intent_problem(capture, defect_type, declared)

@@ -174,7 +174,14 @@ def _gates(args: argparse.Namespace):
 def _merge(args: argparse.Namespace) -> int:
     from mulsen.core.errors import DataFormatError, MulsenError
     from mulsen.dataset.align import read_initial_transform, read_point_pairs, rigid_from_pairs
-    from mulsen.dataset.build import ALIGNMENT_NAME, MERGED_NAME, AlignmentRecord, capture_folders, merge_capture
+    from mulsen.dataset.build import (
+        ALIGNMENT_NAME,
+        MERGED_CLOUD_NAME,
+        MERGED_NAME,
+        AlignmentRecord,
+        capture_folders,
+        merge_capture,
+    )
 
     gates = _gates(args)
 
@@ -188,7 +195,7 @@ def _merge(args: argparse.Namespace) -> int:
         initial = rigid_from_pairs(*read_point_pairs(args.pairs))
     failed = bad_input = 0
     for folder in bar("merging scans")(folders, len(folders)):
-        fresh = not (folder / MERGED_NAME).exists()
+        fresh = not (folder / MERGED_NAME).exists() and not (folder / MERGED_CLOUD_NAME).exists()
         try:
             mesh = merge_capture(folder, gates, initial, args.units)
         except DataFormatError as exc:  # an unreadable file: the others are still merged
@@ -202,7 +209,8 @@ def _merge(args: argparse.Namespace) -> int:
         if fresh:
             report = AlignmentRecord.read(folder / ALIGNMENT_NAME)
             print(f"{folder}: fitness {report.fitness:.3f}, inlier RMSE {report.inlier_rmse_mm:.4f} mm, "
-                  f"overlap {report.overlap_ratio:.2f}, {len(mesh.vertices)} vertices ({report.method}"
+                  f"overlap {report.overlap_ratio:.2f}, {len(mesh.vertices)} "
+                  f"{'vertices' if len(mesh.faces) else 'points -> ' + report.merged} ({report.method}"
                   + (f"; scans in {report.source_units}, converted to mm" if report.source_units != "mm" else "")
                   + ")")
         else:

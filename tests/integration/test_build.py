@@ -521,7 +521,6 @@ def test_build_never_guesses_a_normal_and_lists_every_problem_before_writing_any
 def test_scans_exported_in_metres_are_recognised_and_merged_in_millimetres(tmp_path: Path):
     from mulsen.dataset.build import ALIGNMENT_NAME, MERGED_NAME, AlignmentRecord, find_scans, merge_capture
     from mulsen.dataset.meshio import read_stl, write_stl
-    from mulsen.dataset.scans import write_scan
 
     _captures(tmp_path / "mm", [("nut", "030", "nut:30")])
     _captures(tmp_path / "m", [("nut", "030", "nut:30")])
@@ -543,13 +542,6 @@ def test_scans_exported_in_metres_are_recognised_and_merged_in_millimetres(tmp_p
     kept = merge_capture(folder, units="mm")  # forced: taken as they are
     assert np.ptp(kept.vertices, axis=0).max() == pytest.approx(np.ptp(merged.vertices, axis=0).max() / 1000, rel=1e-3)
     assert AlignmentRecord.read(folder / ALIGNMENT_NAME).source_units == "mm"
-    cloud = tmp_path / "cloud"
-    cloud.mkdir()
-    write_scan(cloud / "scan_a.xyz", reference.vertices, None, "xyz")
-    write_scan(cloud / "scan_b.xyz", reference.vertices, None, "xyz")
-    (cloud / "capture.json").write_bytes((folder / "capture.json").read_bytes())
-    with pytest.raises(DataFormatError, match=r"scan_a\.xyz: a point cloud without faces: the MulSen-AD layout"):
-        merge_capture(cloud)
 
 
 def test_update_reimports_corrected_annotations_in_place_and_refuses_a_type_change(tmp_path: Path):
@@ -582,3 +574,32 @@ def test_update_reimports_corrected_annotations_in_place_and_refuses_a_type_chan
     annotate("hole", [[100, 100], [140, 130]])
     with pytest.raises(BuildError, match="re-annotated as hole, but built as nut/test/crack/0"):
         build_dataset(captures, annotations, out, update=True)
+
+
+def test_point_cloud_scans_are_merged_into_a_cloud_judged_by_detect_but_not_built(tmp_path: Path):
+    """Scans exported as bare points (no faces, no viewpoint): PCA normals turned outward align them; the
+    merge is pointcloud.ply, 'detect' reads it, and 'build' refuses it with the reason (the layout is STL)."""
+    from mulsen.dataset.build import ALIGNMENT_NAME, MERGED_CLOUD_NAME, AlignmentRecord, build_dataset, find_scans
+    from mulsen.dataset.meshio import read_stl
+    from mulsen.dataset.scans import read_scan, write_scan
+    from mulsen.detection.detect import load_capture
+
+    captures = tmp_path / "captures"
+    _captures(captures, [("nut", "050", "nut:50")])
+    folder = captures / "nut" / "050"
+    (folder / "pointcloud.stl").unlink(missing_ok=True)
+    reference_a = None
+    for path in find_scans(folder):
+        mesh = read_stl(path)
+        reference_a = reference_a if reference_a is not None else mesh
+        write_scan(path.with_suffix(".ply"), mesh.vertices, None, "ply")  # the same scan, points only
+        path.unlink()
+    assert read_scan(folder / "scan_a.ply").faces is None
+    data = load_capture(folder)
+    assert (folder / MERGED_CLOUD_NAME).exists() and not (folder / "pointcloud.stl").exists()
+    record = AlignmentRecord.read(folder / ALIGNMENT_NAME)
+    assert record.merged == MERGED_CLOUD_NAME and record.fitness > 0.1
+    assert len(data.mesh.faces) == 0 and len(data.mesh.vertices) > len(reference_a.vertices)
+    np.testing.assert_array_equal(data.mesh.vertices[:len(reference_a.vertices)], reference_a.vertices)
+    with pytest.raises(MulsenError, match=r"its scans are point clouds .* the MulSen-AD layout stores meshes"):
+        build_dataset(captures, None, tmp_path / "out")
