@@ -60,7 +60,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "selections (pointcloud.txt) from ANNOTATIONS/<category>/<sample_id>/, and write the MulSen-AD layout. "
         "Defect captures go to test/<type>; normal ones to train or test/good by a stable hash of their id "
         "(or by --splits CSV: category,sample_id,split). Captures already in the dataset are skipped, so "
-        "re-running adds only new captures without renumbering released samples. Ends with validation.")
+        "re-running adds only new captures without renumbering released samples (--update re-imports corrected "
+        "annotations of built ones). Nothing is guessed: a capture without annotations is a normal only when it "
+        "was captured as one (plan column 'expected', 'capture sample --expected good', or the simulated part) "
+        "or its sample.json says {\"defect\": \"good\"}. Every capture is checked first and every problem "
+        "listed; with any problem nothing is added. Ends with validation.")
     build.add_argument("--captures", type=Path, required=True)
     build.add_argument("--annotations", type=Path,
                        help="annotation root (absent: only captures planned as normal can be built)")
@@ -219,7 +223,6 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    import csv
     import sys
 
     from mulsen.core.errors import MulsenError
@@ -230,8 +233,7 @@ def _build(args: argparse.Namespace) -> int:
     if args.split_policy == "manifest":
         if not args.splits:
             raise MulsenError("--split-policy manifest needs --splits FILE.csv")
-        with open(args.splits, newline="") as handle:
-            splits = {(r["category"], r["sample_id"]): r["split"] for r in csv.DictReader(handle)}
+        splits = read_splits(args.splits)
     config = BuildConfig(test_good_ratio=args.test_good_ratio, point_tolerance_mm=args.tolerance, splits=splits,
                          gates=_gates(args), units=args.units)
     try:
@@ -261,6 +263,35 @@ def _build(args: argparse.Namespace) -> int:
     print(f"validation: {len(validation.errors)} errors, {len(validation.problems) - len(validation.errors)} "
           "warnings")
     return 0 if validation.ok else 1
+
+
+def read_splits(path: Path) -> dict[tuple[str, str], str]:
+    """The splits manifest (CSV category,sample_id,split with split train or test), checked line by line."""
+    import csv
+    import io
+
+    from mulsen.core.errors import DataFormatError
+    from mulsen.core.files import read_input
+
+    try:
+        rows = list(csv.DictReader(io.StringIO(read_input(path, "splits manifest").decode("utf-8-sig"), newline="")))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataFormatError(path, f"not a UTF-8 CSV ({exc})") from None
+    if not rows or not {"category", "sample_id", "split"} <= set(rows[0]):
+        raise DataFormatError(path, "needs a header with category,sample_id,split and at least one row")
+    splits: dict[tuple[str, str], str] = {}
+    for number, row in enumerate(rows, 2):
+        if None in row or any(v is None for v in row.values()):
+            raise DataFormatError(path, f"line {number} does not have the header's number of columns")
+        key = (row["category"].strip(), row["sample_id"].strip())
+        split = row["split"].strip()
+        if not all(key) or split not in ("train", "test"):
+            raise DataFormatError(path, f"line {number}: needs a category, a sample_id and split train or test, "
+                                        f"got {row['split']!r}")
+        if key in splits:
+            raise DataFormatError(path, f"line {number}: {key[0]}/{key[1]} is listed twice")
+        splits[key] = split
+    return splits
 
 
 def _pack(args: argparse.Namespace) -> int:

@@ -377,6 +377,22 @@ case("build: point selection with text", 2, "pointcloud.txt")(
     lambda w, t: _build(w, t, lambda c, a: (a / "nut/001/pointcloud.txt").write_text("# x, y, z\n1,2,x\n")))
 
 
+def _build_with_splits(w: World, tmp: Path, text: str) -> list[str]:
+    (tmp / "splits.csv").write_text(text)
+    return _build(w, tmp, lambda c, a: None) + ["--split-policy", "manifest", "--splits", str(tmp / "splits.csv")]
+
+
+case("build: splits manifest without a split column", 2, "needs a header with category,sample_id,split")(
+    lambda w, t: _build_with_splits(w, t, "category,sample_id\nnut,001\n"))
+case("build: splits manifest with split 'val'", 2, "line 2: needs a category, a sample_id and split train or test")(
+    lambda w, t: _build_with_splits(w, t, "category,sample_id,split\nnut,001,val\n"))
+case("build: splits manifest lists a capture twice", 2, "is listed twice")(
+    lambda w, t: _build_with_splits(w, t, "category,sample_id,split\nnut,001,train\nnut,001,test\n"))
+case("build: splits manifest is a folder", 2, "splits manifest expected, found a folder")(
+    lambda w, t: _build(w, t, lambda c, a: (t / "splits.csv").mkdir())
+    + ["--split-policy", "manifest", "--splits", str(t / "splits.csv")])
+
+
 def _labelme(path: Path, points: list, shape_type: str = "polygon", image_data: str | None = None) -> None:
     with Image.open(path.parents[3] / "captures" / "nut/001/rgb.png") as image:
         width, height = image.size
