@@ -3,20 +3,21 @@
 Inputs:
 - ``CAPTURES/<category>/<sample_id>/`` from ``mulsen capture``: ``rgb.png``, ``infrared.png``, ``scan_a.*``,
   ``scan_b.*`` (and ``pointcloud.stl`` + ``alignment.json`` once merged);
-- ``ANNOTATIONS/<category>/<sample_id>/`` (absent for a normal part): ``rgb.json`` / ``infrared.json``
-  (LabelMe, drawn only where the defect is visible in that modality), ``pointcloud.txt`` (selected
-  points of the merged mesh, ``# x, y, z`` + comma rows) and optionally ``sample.json`` (``{"defect": TYPE}``,
-  needed when only the point cloud is annotated).
+- ``ANNOTATIONS/<category>/<sample_id>/`` (absent for a part planned as normal): ``rgb.json`` /
+  ``infrared.json`` (LabelMe, drawn only where the defect is visible in that modality), ``pointcloud.txt``
+  (selected points of the merged mesh, ``# x, y, z`` + comma rows) and optionally ``sample.json``
+  (``{"defect": TYPE}``, needed when only the point cloud is annotated; ``{"defect": "good"}`` declares a
+  normal).
 
-A modality is labelled 1 only if it has an annotation; the object label is their OR. Normal
-captures go to train or test/good by a stable hash of their id (``test_good_ratio``), so adding
+A modality is labelled 1 only if it has an annotation; the object label is their OR. A capture without
+annotations is a normal only when it was captured as one (``CaptureRecord.intended``) or declared good.
+Normal captures go to train or test/good by a stable hash of their id (``test_good_ratio``), so adding
 captures never moves released samples; captures already in the dataset are skipped.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from mulsen.core.errors import DataFormatError, MulsenError
-from mulsen.core.files import read_input, read_json
+from mulsen.core.files import read_json
 from mulsen.core.parallel import Executor, as_executor
 from mulsen.core.records import Record
 
@@ -39,12 +40,11 @@ from .captures import CAPTURE_FILE, CaptureRecord
 from .formats import read_ir, read_pc_gt, read_rgb
 from .meshio import read_stl, stable_mesh, write_stl
 from .records import GOOD, Mesh, SampleContent, SampleKey, Split
-from .writer import CUT_CAPTURE, PROVENANCE_DIR, DatasetWriter
+from .writer import DatasetWriter, read_provenance
 
 logger = logging.getLogger(__name__)
 MERGED_NAME = "pointcloud.stl"
 MERGED_CLOUD_NAME = "pointcloud.ply"  # the merge of two point-cloud scans (no faces: not an STL)
-DEFECT_TYPE = layout.DEFECT_FOLDER  # a MulSen-AD defect folder name
 ALIGNMENT_NAME = "alignment.json"
 
 
@@ -136,7 +136,7 @@ def merge_capture(folder: Path, gates: AlignmentGates | None = None, initial: np
     if merged_path.exists():
         return read_stl(merged_path)
     if (folder / MERGED_CLOUD_NAME).exists():
-        return _read_cloud(folder / MERGED_CLOUD_NAME)
+        return read_merged_cloud(folder / MERGED_CLOUD_NAME)
     path_a, path_b = find_scans(folder)
     read_a, read_b = read_scan(path_a), read_scan(path_b)
     no_faces = np.zeros((0, 3), np.int64)
@@ -171,7 +171,8 @@ def merge_capture(folder: Path, gates: AlignmentGates | None = None, initial: np
     return merged
 
 
-def _read_cloud(path: Path) -> Mesh:
+def read_merged_cloud(path: Path) -> Mesh:
+    """A merged point cloud (``pointcloud.ply``) as a mesh without faces."""
     from mulsen.dataset.scans import read_scan
 
     return Mesh(read_scan(path).vertices, np.zeros((0, 3), np.int64))
@@ -224,7 +225,7 @@ def load_annotations(folder: Path | None, rgb_shape: tuple[int, int], ir_shape: 
             if not isinstance(description, dict) or set(description) - {"defect"}:
                 raise DataFormatError(extra, 'a sample description is {"defect": TYPE}')
             declared_type = description.get("defect")
-            if declared_type is not None and (not isinstance(declared_type, str) or not DEFECT_TYPE.fullmatch(
+            if declared_type is not None and (not isinstance(declared_type, str) or not layout.DEFECT_FOLDER.fullmatch(
                     declared_type)):
                 raise DataFormatError(extra, f"defect type must be a folder name like 'hole' or 'broken_inside', "
                                              f"got {declared_type!r}")
@@ -248,7 +249,7 @@ def defect_label(path: Path, label: str) -> str:
     """An annotation's label as a defect folder name: case and surrounding whitespace folded, inner spaces and
     hyphens as underscores ('Crack ' -> 'crack', 'Broken inside' -> 'broken_inside'); anything else refused."""
     name = re.sub(r"[\s-]+", "_", label.strip().lower())
-    if not DEFECT_TYPE.fullmatch(name):
+    if not layout.DEFECT_FOLDER.fullmatch(name):
         raise DataFormatError(path, f"label {label!r} is not a defect type name (letters, digits, underscores; "
                                     "e.g. 'crack', 'broken_inside')")
     return name
@@ -261,31 +262,8 @@ def _goes_to_test(category: str, sample_id: str, ratio: float) -> bool:
 
 def already_built(out: Path) -> set[str]:
     """Captures (``category/sample_id``) recorded in the dataset's provenance logs."""
-    done = set()
-    for log in sorted((out / PROVENANCE_DIR).glob("*.jsonl")) if (out / PROVENANCE_DIR).is_dir() else []:
-        text = read_input(log, "provenance log").decode("utf-8", errors="replace")
-        lines = text.split("\n")
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-                if not isinstance(entry, dict):
-                    raise ValueError("not an object")
-            except ValueError:
-                if number == len(lines) and not text.endswith("\n"):
-                    # the last entry was cut by a crash mid-append: its capture name comes first (sorted keys)
-                    found = CUT_CAPTURE.search(line)
-                    logger.warning("%s: last line is cut short (an interrupted build)%s", log,
-                                   f"; {found.group(1)} counts as built" if found else "")
-                    if found:
-                        done.add(found.group(1))
-                    continue
-                raise DataFormatError(log, f"line {number} is not a JSON object (edited by hand?)") from None
-            capture = entry.get("capture")
-            if isinstance(capture, str) and capture:
-                done.add(capture)
-    return done
+    entries, cut = read_provenance(out)
+    return {e["capture"] for e in entries if isinstance(e.get("capture"), str) and e["capture"]} | cut
 
 
 class BuildError(MulsenError):
@@ -302,11 +280,17 @@ class BuildError(MulsenError):
 
 @dataclass(frozen=True)
 class _Planned:
+    """A checked capture: where it goes and the ground truth its annotations gave (written as checked)."""
+
     category: str
     sample_id: str
     folder: Path
     defect_type: str
     split: Split
+    rgb_mask: np.ndarray | None
+    ir_mask: np.ndarray | None
+    pc_anomalous_points: np.ndarray | None
+    provenance: dict
 
 
 def _intent_problem(capture: CaptureRecord, found: str, declared: str | None) -> str | None:
@@ -368,19 +352,11 @@ def build_dataset(captures: Path, annotations: Path | None, out: Path, config: B
             writer.log_provenance(key, {"capture": capture_id, "updated": datetime.now(timezone.utc).isoformat(
                 timespec="seconds"), "reason": "annotations re-imported"})
             report.updated.append(f"{capture_id} -> {key}")
-    for item in planned:
+    for item in planned:  # images and the merged mesh read again, so that only one sample is in memory at a time
         folder = item.folder
-        rgb, infrared = read_rgb(folder / "rgb.png"), read_ir(folder / "infrared.png")
-        mesh = merge_capture(folder, config.gates, units=config.units)
-        labelled, _, _ = load_annotations(annotations / item.category / item.sample_id if annotations else None,
-                                          rgb.shape[:2], infrared.shape, mesh, config.point_tolerance_mm)
-        capture = CaptureRecord.read(folder / CAPTURE_FILE)
-        content = SampleContent(rgb, infrared, mesh, labelled.rgb_mask, labelled.ir_mask,
-                                labelled.pc_anomalous_points,
-                                provenance={"capture": f"{item.category}/{item.sample_id}",
-                                            "captured": capture.finished,
-                                            "operator": capture.operator,
-                                            "simulated_part": capture.simulated_part})
+        content = SampleContent(read_rgb(folder / "rgb.png"), read_ir(folder / "infrared.png"),
+                                merge_capture(folder, config.gates, units=config.units), item.rgb_mask,
+                                item.ir_mask, item.pc_anomalous_points, provenance=item.provenance)
         sample_key = writer.add(item.category, item.split, item.defect_type, content)
         bucket = f"{item.category}/{item.split.value}/{item.defect_type}"
         report.added[bucket] = report.added.get(bucket, 0) + 1
@@ -447,8 +423,8 @@ def _plan(category: str, sample_id: str, folder: Path, annotations: Path | None,
         raise MulsenError(f"its scans are point clouds (merged into {MERGED_CLOUD_NAME}): the MulSen-AD layout "
                           "stores meshes (STL), so export meshes from the scanner software to build it into a "
                           "dataset ('mulsen detect' judges it as it is)")
-    _, defect_type, declared = load_annotations(annotations / category / sample_id if annotations else None,
-                                                rgb.shape[:2], infrared.shape, mesh, config.point_tolerance_mm)
+    labelled, defect_type, declared = load_annotations(annotations / category / sample_id if annotations else None,
+                                                       rgb.shape[:2], infrared.shape, mesh, config.point_tolerance_mm)
     problem = _intent_problem(capture, defect_type, declared)
     if problem:
         raise MulsenError(problem)
@@ -460,4 +436,7 @@ def _plan(category: str, sample_id: str, folder: Path, annotations: Path | None,
         split = Split(config.splits[(category, sample_id)])
     else:
         split = Split.TEST if _goes_to_test(category, sample_id, config.test_good_ratio) else Split.TRAIN
-    return _Planned(category, sample_id, folder, defect_type, split)
+    provenance = {"capture": f"{category}/{sample_id}", "captured": capture.finished, "operator": capture.operator,
+                  "simulated_part": capture.simulated_part}
+    return _Planned(category, sample_id, folder, defect_type, split, labelled.rgb_mask, labelled.ir_mask,
+                    labelled.pc_anomalous_points, provenance)

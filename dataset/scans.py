@@ -9,6 +9,7 @@ them; what was tolerated is listed in ``Scan.notes``.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from mulsen.core.files import check_input, read_input
 from mulsen.dataset.meshio import read_stl, write_stl
 from mulsen.dataset.records import Mesh
 
+logger = logging.getLogger(__name__)
 SCAN_SUFFIXES = (".stl", ".ply", ".obj", ".pcd", ".xyz", ".asc", ".txt", ".csv", ".pts")
 WRITE_FORMATS = ("stl", "stl_ascii", "ply", "ply_ascii", "obj", "xyz", "csv")
 
@@ -72,6 +74,8 @@ def read_scan(path: str | Path) -> Scan:
         raise DataFormatError(path, "non-finite coordinates")
     if scan.faces is not None and len(scan.faces) and (scan.faces.min() < 0 or scan.faces.max() >= len(scan.vertices)):
         raise DataFormatError(path, "a face refers to a vertex that does not exist")
+    for note in scan.notes:  # what was tolerated reaches the user (merge, detect, the export watcher)
+        logger.warning("%s: %s", path, note)
     return scan
 
 
@@ -542,7 +546,7 @@ def _read_ascii_points(path: Path) -> Scan:
                                     f"lines have {table.shape[1]}")
     roles = _column_roles(path, header, table)
 
-    def columns(keys: str | tuple[str, ...]) -> np.ndarray | None:
+    def columns(keys: tuple[str, ...]) -> np.ndarray | None:
         return table[:, [roles[k] for k in keys]] if all(k in roles for k in keys) else None
 
     normals = columns(("nx", "ny", "nz"))
@@ -554,7 +558,8 @@ def _read_ascii_points(path: Path) -> Scan:
     intensity = table[:, roles["i"]] if "i" in roles else None
     name = {",": "comma", ";": "semicolon", "\t": "tab"}.get(delimiter or " ", "space")
     kind = "pts" if counts else "ascii points"
-    return Scan(columns(("x", "y", "z")).copy(), None, normals, path, f"{kind} ({name}-separated)",  # type: ignore[union-attr]
+    vertices = table[:, [roles["x"], roles["y"], roles["z"]]]
+    return Scan(vertices, None, normals, path, f"{kind} ({name}-separated)",
                 None if rgb is None else rgb.astype(np.uint8), intensity)
 
 

@@ -343,7 +343,11 @@ def validate_dataset(root: str | Path, jobs: int | Executor = 1, strict_size: bo
     report.samples = len(walker.checks)
     for found_problems in as_executor(jobs).map(check_sample, walker.checks, progress):
         report.problems += found_problems
-    sources = captures_by_sample(found)
+    try:
+        sources = captures_by_sample(found)
+    except DataFormatError as exc:  # an edited provenance log is a problem of the dataset, reported like others
+        report.problems.append(Problem(exc.path, "provenance", exc.problem))
+        sources = {}
     if sources:  # a built dataset: say which capture each bad sample came from, where the fix belongs
         report.problems = [replace(p, message=f"{p.message} (from capture {sources[key]})")
                            if (key := _sample_of(found, p.path)) in sources else p for p in report.problems]
@@ -351,26 +355,12 @@ def validate_dataset(root: str | Path, jobs: int | Executor = 1, strict_size: bo
 
 
 def captures_by_sample(root: Path) -> dict[str, str]:
-    """Sample key ("nut/test/crack/3") -> the capture it was built from, from the provenance logs. Lines that do
-    not parse are passed over here (``dataset build`` reports and repairs them)."""
-    import json
+    """Sample key ("nut/test/crack/3") -> the capture it was built from, from the provenance logs."""
+    from .writer import read_provenance
 
-    from mulsen.core.files import read_input
-
-    from .writer import PROVENANCE_DIR
-
-    out: dict[str, str] = {}
-    folder = root / PROVENANCE_DIR
-    for log in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-        for line in read_input(log, "provenance log").decode("utf-8", errors="replace").splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict) and isinstance(entry.get("sample"), str) \
-                    and isinstance(entry.get("capture"), str):
-                out[entry["sample"]] = entry["capture"]
-    return out
+    entries, _ = read_provenance(root)
+    return {e["sample"]: e["capture"] for e in entries
+            if isinstance(e.get("sample"), str) and isinstance(e.get("capture"), str)}
 
 
 def _sample_of(root: Path, path: Path) -> str | None:

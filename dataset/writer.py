@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 from pathlib import Path
 
 import numpy as np
 
 from mulsen.core.errors import DataFormatError, MulsenError
+from mulsen.core.files import read_input
 
 from . import layout
 from .formats import (
@@ -27,6 +29,7 @@ from .reader import match_points_to_vertices
 from .records import GOOD, MODALITIES, MODALITY_DIRS, SAMPLE_EXT, ModalityLabels, SampleContent, SampleKey, Split
 
 PROVENANCE_DIR = "_provenance"
+logger = logging.getLogger(__name__)
 CUT_CAPTURE = re.compile(r'"capture": "([^"]+)"')  # what a cut provenance entry still names (keys are sorted)
 
 
@@ -91,7 +94,7 @@ class DatasetWriter:
                     path.unlink()
             raise
         if content.provenance:
-            self._log_provenance(key, content.provenance)
+            self.log_provenance(key, content.provenance)
         return key
 
     @staticmethod
@@ -162,9 +165,7 @@ class DatasetWriter:
         write_labels_csv(path, rows)
 
     def log_provenance(self, key: SampleKey, provenance: dict) -> None:
-        self._log_provenance(key, provenance)
-
-    def _log_provenance(self, key: SampleKey, provenance: dict) -> None:
+        """Append one entry for ``key`` to its category's provenance log (a line cut by a crash is replaced)."""
         path = self.root / PROVENANCE_DIR / f"{key.category}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         entry = {"sample": str(key), **provenance}
@@ -187,3 +188,33 @@ def _jsonable(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
     return str(value)
+
+
+def read_provenance(root: Path) -> tuple[list[dict], set[str]]:
+    """Every entry of a dataset's provenance logs, in order, and the captures named by a last line that a crash
+    cut mid-append (those count as built; ``log_provenance`` replaces the line before its next append). Any
+    other line that is not a JSON object was edited by hand: an error naming the log and the line."""
+    entries: list[dict] = []
+    cut: set[str] = set()
+    folder = root / PROVENANCE_DIR
+    for log in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        text = read_input(log, "provenance log").decode("utf-8", errors="replace")
+        lines = text.split("\n")
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                if not isinstance(entry, dict):
+                    raise ValueError("not an object")
+            except ValueError:
+                if number == len(lines) and not text.endswith("\n"):
+                    found = CUT_CAPTURE.search(line)  # its capture name comes first (sorted keys)
+                    logger.warning("%s: last line is cut short (an interrupted build)%s", log,
+                                   f"; {found.group(1)} counts as built" if found else "")
+                    if found:
+                        cut.add(found.group(1))
+                    continue
+                raise DataFormatError(log, f"line {number} is not a JSON object (edited by hand?)") from None
+            entries.append(entry)
+    return entries, cut

@@ -10,6 +10,7 @@ from itertools import combinations
 from typing import Literal
 
 from mulsen.core.errors import ConfigError, MulsenError
+from mulsen.core.parallel import Executor, InProcess, LocalPool, as_executor
 
 from .features import ImageFeatureConfig, PointFeatureConfig
 from .memory_bank import DEFAULT_MAX_BANK_SIZE, DEFAULT_PROJECTION_DIM
@@ -99,6 +100,12 @@ class DetectorConfig:
         """Whether extraction may run in forked worker processes: not with torch networks (a forked torch
         can deadlock in its thread pool, CUDA does not survive a fork, and torch uses the cores itself)."""
         return all(self.extractor(m).backbone in ("handcrafted", "raw_patches", "fpfh") for m in self.modalities)
+
+    def runner(self, workers: int | Executor) -> Executor:
+        """``workers`` (a process count or an executor) as the executor this configuration may use: a local
+        pool becomes in-process work when torch networks extract (``process_safe``); Ray tasks stay."""
+        run = as_executor(workers)
+        return InProcess() if not self.process_safe and isinstance(run, LocalPool) else run
 
     def extractor(self, modality: str) -> ImageFeatureConfig | PointFeatureConfig:
         if modality == "rgb":

@@ -176,6 +176,7 @@ def capture_category(folder: Path) -> str | None:
 def load_capture(folder: Path, merge: bool = True) -> SampleData:
     """A capture folder (rgb.png, infrared.png, pointcloud.stl) -> SampleData without ground truth; a capture
     with only its two scans is merged first (``merge``)."""
+    from mulsen.dataset.build import MERGED_CLOUD_NAME, merge_capture, read_merged_cloud
     from mulsen.dataset.formats import read_ir, read_rgb
     from mulsen.dataset.meshio import read_stl
     from mulsen.dataset.records import ModalityLabels, SampleKey, SampleRecord, Split
@@ -183,27 +184,17 @@ def load_capture(folder: Path, merge: bool = True) -> SampleData:
     paths = {name: folder / name for name in CAPTURE_FILES}
     if not folder.is_dir():
         raise MulsenError(f"{folder}: capture folder not found")
-    from mulsen.dataset.build import MERGED_CLOUD_NAME
-
     cloud = folder / MERGED_CLOUD_NAME  # in place of pointcloud.stl when the scans were point clouds
     if merge and not paths["pointcloud.stl"].exists() and not cloud.exists() and any(folder.glob("scan_a.*")):
-        from mulsen.dataset.build import merge_capture
-
         merge_capture(folder)  # a fresh capture: the same aligner and gates as 'mulsen dataset merge'
-    if not paths["pointcloud.stl"].exists() and cloud.exists():  # point-cloud scans: judged as a cloud
+    if not paths["pointcloud.stl"].exists() and cloud.exists():
         paths["pointcloud.stl"] = cloud
     missing = [n for n, p in paths.items() if not (p.exists() or p.is_symlink())]  # the readers judge the rest
     if missing:
         hint = " (merge its scan_a/scan_b with 'mulsen dataset merge')" if missing == ["pointcloud.stl"] else ""
         raise MulsenError(f"{folder}: capture folder lacks {', '.join(missing)}{hint}")
     rgb, ir = read_rgb(paths["rgb.png"]), read_ir(paths["infrared.png"])
-    if paths["pointcloud.stl"] == cloud:
-        from mulsen.dataset.records import Mesh
-        from mulsen.dataset.scans import read_scan
-
-        mesh = Mesh(read_scan(cloud).vertices, np.zeros((0, 3), np.int64))
-    else:
-        mesh = read_stl(paths["pointcloud.stl"])
+    mesh = read_merged_cloud(cloud) if paths["pointcloud.stl"] == cloud else read_stl(paths["pointcloud.stl"])
     record = SampleRecord(SampleKey("capture", Split.TEST, "unknown", 0), paths["rgb.png"], paths["infrared.png"],
                           paths["pointcloud.stl"], ModalityLabels())
     return SampleData(record, rgb, ir, mesh, np.zeros(rgb.shape[:2], bool), np.zeros(ir.shape, bool),

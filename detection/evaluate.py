@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from mulsen.core.atomic import atomic_write_text
-from mulsen.core.parallel import Executor, InProcess, LocalPool, as_executor
+from mulsen.core.parallel import Executor
 from mulsen.core.records import Record
 from mulsen.dataset.reader import MulsenDataset
 from mulsen.dataset.records import Split
@@ -147,10 +147,7 @@ def evaluate_category(dataset: MulsenDataset, model: TripleADModel, combos: list
     metrics."""
     records = dataset.records(model.category, Split.TEST)
     modalities = tuple(sorted({m for c in combos for m in c}, key=model.config.modalities.index))
-    run = as_executor(jobs)
-    if not model.config.process_safe and isinstance(run, LocalPool):
-        run = InProcess()
-    scored = run.map(partial(_score_record, dataset, model, modalities), records, progress)
+    scored = model.config.runner(jobs).map(partial(_score_record, dataset, model, modalities), records, progress)
     names = [s.name for s in scored]
     labels = [s.label for s in scored]
     own_labels = {m: [s.own_labels[m] for s in scored] for m in modalities}

@@ -20,7 +20,7 @@ import numpy as np
 
 from mulsen.core.errors import MulsenError
 from mulsen.core.files import read_input
-from mulsen.core.parallel import Executor, InProcess, LocalPool, as_executor
+from mulsen.core.parallel import Executor
 from mulsen.core.records import Record
 from mulsen.dataset.build import capture_folders
 from mulsen.dataset.records import SampleData
@@ -88,10 +88,8 @@ def inspect_many(detector: Detector, tasks: list[tuple[str | Path, Path]], force
                  progress: Callable | None = None) -> list[Detection]:
     """``inspect_one`` over (capture folder, output folder) pairs on ``jobs`` processes, in order; the first
     refused capture stops the run (its error is raised)."""
-    run = as_executor(jobs)
-    if not detector.model.config.process_safe and isinstance(run, LocalPool):
-        run = InProcess()
-    return run.map(partial(inspect_one, detector, force, false_alarm_rate), tasks, progress)
+    judge_one = partial(inspect_one, detector, force, false_alarm_rate)
+    return detector.model.config.runner(jobs).map(judge_one, tasks, progress)
 
 
 def write_detection(detector: Detector, detection: Detection, data: SampleData, out: Path) -> dict[str, str]:

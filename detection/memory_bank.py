@@ -11,6 +11,14 @@ DEFAULT_PROJECTION_DIM = 16  # dimensions the greedy coreset selection works in 
 # One block of query-to-bank squared distances: small enough to stay in cache while it is reduced.
 KNN_BLOCK_BYTES = 4 << 20
 
+
+def standardise(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, scale) of patch features: per-dimension spread with a floor, so that a dimension that never
+    varies on normals does not turn tiny test deviations into huge distances."""
+    std = features.std(axis=0)
+    return features.mean(axis=0), std + 0.05 * float(std.mean()) + 1e-6
+
+
 def greedy_coreset(features: np.ndarray, size: int, projection_dim: int = DEFAULT_PROJECTION_DIM, seed: int = 0
                    ) -> np.ndarray:
     """Indices of a greedy k-center coreset (farthest point first), memory O(N): never an N x N matrix.
@@ -65,14 +73,9 @@ def preselect(features: np.ndarray, coreset_ratio: float, seed: int = 0,
     if ratio >= 1 or n < 2:
         return np.arange(n)
     x = np.asarray(features, np.float32)
-    std = x.std(axis=0)
-    normed = (x - x.mean(axis=0)) / (std + 0.05 * float(std.mean()) + 1e-6)
-    return np.sort(greedy_coreset(normed, max(1, round(n * ratio)), projection_dim=projection_dim, seed=seed))
-
-
-def nearest_distances(queries: np.ndarray, bank: np.ndarray, block_rows: int | None = None) -> np.ndarray:
-    """Exact Euclidean distance of each query to its nearest bank row."""
-    return nearest_neighbours(queries, bank, 1, block_rows=block_rows)[0][:, 0]
+    mean, scale = standardise(x)
+    keep = greedy_coreset((x - mean) / scale, max(1, round(n * ratio)), projection_dim=projection_dim, seed=seed)
+    return np.sort(keep)
 
 
 class MemoryBank:
@@ -99,10 +102,7 @@ class MemoryBank:
         if not 0 < coreset_ratio <= 1 or max_size < 1:
             raise ValueError(f"coreset ratio {coreset_ratio} must be in (0, 1] and the bank size {max_size} >= 1")
         stacked = np.concatenate(feature_sets).astype(np.float32)
-        mean = stacked.mean(axis=0)
-        std = stacked.std(axis=0)
-        # a dimension that never varies on normals must not turn tiny test deviations into huge distances
-        scale = std + 0.05 * float(std.mean()) + 1e-6
+        mean, scale = standardise(stacked)
         normed = (stacked - mean) / scale
         size = max(1, min(max_size, round(len(normed) * coreset_ratio)))
         if candidates is None:

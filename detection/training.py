@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from mulsen.core.errors import MulsenError
-from mulsen.core.parallel import Executor, InProcess, LocalPool, as_executor, available_cores
+from mulsen.core.parallel import Executor, available_cores
 from mulsen.dataset.records import SampleData
 
 from .config import DetectorConfig
@@ -64,9 +64,7 @@ def train_banks(load: Callable[[T], SampleData], records: Sequence[T], config: D
     executor (``mulsen.core.parallel``)."""
     hold_idx, bank_idx = holdout_split(len(records), config)
     modalities = config.modalities
-    run = as_executor(workers)
-    if not config.process_safe and isinstance(run, LocalPool):  # torch networks are not fork-safe
-        run = InProcess()
+    run = config.runner(workers)
     order = [int(i) for i in bank_idx] + [int(i) for i in hold_idx]
     tasks = [(records[i], k < len(bank_idx)) for k, i in enumerate(order)]
     extracted = run.map(partial(extract_sample, load, config), tasks, progress)

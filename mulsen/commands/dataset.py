@@ -152,14 +152,16 @@ def _stats(args: argparse.Namespace) -> int:
 
 def _add_gate_options(parser: argparse.ArgumentParser) -> None:
     from mulsen.dataset.align import AlignmentGates
+    from mulsen.dataset.build import METRE_EXTENT, SCAN_UNITS, BuildConfig
 
     default = AlignmentGates().min_fitness
     parser.add_argument("--min-fitness", type=float, default=default,
                         help=f"least share of scan B's points that must pair with scan A (default {default}; "
                         "flipped parts overlap on their walls, 0.3-0.8 for the simulated parts; lower it only "
                         "for a part whose walls are a sliver of its surface)")
-    parser.add_argument("--units", choices=("auto", "mm", "m"), default="auto",
-                        help="the scans' length unit; auto: millimetres unless a scan is under 2 units across, "
+    parser.add_argument("--units", choices=SCAN_UNITS, default=BuildConfig().units,
+                        help=f"the scans' length unit; auto: millimetres unless a scan is under {METRE_EXTENT:g} "
+                        "units across, "
                         "then metres (converted to millimetres and recorded in alignment.json)")
     parser.add_argument("--accept-fallback", action="store_true",
                         help="take the global FPFH + RANSAC pose when it passes every gate except the flip check "

@@ -220,13 +220,10 @@ def _detect(args: argparse.Namespace) -> int:
     base = Path(os.path.commonpath(resolved)) if len(resolved) > 1 else resolved[0].parent
     tasks = [(sample, args.out / (full.relative_to(base) if full != base else Path(full.name)))
              for sample, full in zip(args.samples, resolved, strict=True)]
-    counts = {"anomalous": 0, "unreliable": 0}
 
     def report(detections, total):
         """Print each verdict as it arrives (results come in sample order)."""
         for (sample, where), detection in zip(tasks, detections, strict=False):  # stops at a refused one
-            counts["anomalous"] += detection.anomalous
-            counts["unreliable"] += not detection.reliable
             print(f"{sample}: {detection.decision}{'' if detection.reliable else ' (UNRELIABLE)'} "
                   f"(fused {detection.fused:.3f}, threshold {detection.threshold:.3f}; "
                   + ", ".join(f"{k} {v:.3f}" for k, v in detection.scores.items()) + f") -> {where}/", flush=True)
@@ -234,8 +231,9 @@ def _detect(args: argparse.Namespace) -> int:
                 print(f"  warning: {warning}", flush=True)
             yield detection
 
-    inspect_many(detector, tasks, args.force, args.false_alarm_rate, executor_from(args), report)
-    anomalous, unreliable = counts["anomalous"], counts["unreliable"]
+    detections = inspect_many(detector, tasks, args.force, args.false_alarm_rate, executor_from(args), report)
+    anomalous = sum(d.anomalous for d in detections)
+    unreliable = sum(not d.reliable for d in detections)
     print(f"{anomalous} of {len(args.samples)} samples anomalous"
           + (f", {unreliable} unreliable" if unreliable else "") + f"; results in {args.out}/")
     return 0

@@ -8,7 +8,7 @@ import pytest
 from mulsen.core.errors import MulsenError
 from mulsen.dataset.reader import MulsenDataset
 from mulsen.detection.features import image_features, upsample_scores
-from mulsen.detection.memory_bank import MemoryBank, greedy_coreset, nearest_distances, nearest_neighbours
+from mulsen.detection.memory_bank import MemoryBank, greedy_coreset, nearest_neighbours
 from mulsen.detection.metrics import aupr, aupro, auroc, f1_max
 from mulsen.detection.model import DetectorConfig, TripleADModel, all_combinations, combo_name, parse_modalities
 from mulsen.hardware_mocks.world.generate import GenerationConfig, generate_dataset
@@ -35,8 +35,8 @@ def test_knn_scores_equal_brute_force():
     rng = np.random.default_rng(1)
     bank, queries = rng.normal(size=(500, 16)), rng.normal(size=(70, 16))
     brute = np.sqrt(((queries[:, None] - bank[None]) ** 2).sum(-1)).min(1)
-    assert np.allclose(nearest_distances(queries, bank), brute, atol=1e-4)
-    assert np.allclose(nearest_distances(queries, bank, block_rows=7), brute, atol=1e-4)
+    assert np.allclose(nearest_neighbours(queries, bank, 1)[0][:, 0], brute, atol=1e-4)
+    assert np.allclose(nearest_neighbours(queries, bank, 1, block_rows=7)[0][:, 0], brute, atol=1e-4)
     mb = MemoryBank(bank, np.zeros(16), np.ones(16))
     assert np.allclose(mb.score(queries), brute, atol=1e-4)
 
@@ -49,7 +49,7 @@ def test_knn_neighbours_are_the_brute_force_ones_nearest_first():
     assert np.array_equal(idx, np.argsort(full, axis=1)[:, :5])
     assert np.allclose(dist, np.sort(full, axis=1)[:, :5], atol=1e-5)
     # far from the origin the expanded |q|^2 - 2 q.b + |b|^2 loses digits; the distances returned do not
-    assert np.allclose(nearest_distances(queries + 1e3, bank + 1e3), full.min(1), rtol=1e-3)
+    assert np.allclose(nearest_neighbours(queries + 1e3, bank + 1e3, 1)[0][:, 0], full.min(1), rtol=1e-3)
     with pytest.raises(ValueError):
         nearest_neighbours(queries, bank[:, :5], 1)
     # leave one group out: the nearest row of another group, infinite where only the own group exists

@@ -180,7 +180,7 @@ def test_colour_columns_are_colours_never_normals(tmp_path: Path):
         read_scan(tmp_path / "mismatch.xyz")
 
 
-def test_obj_continuation_lines_and_one_bad_face_skipped_with_a_note(tmp_path: Path):
+def test_obj_continuation_lines_and_one_bad_face_skipped_with_a_note(tmp_path: Path, caplog):
     text = ("# exported\nv 0 0 0\nv 1 0 \\\n 0\nv 0 1 0\nv 1 1 0\n"
             "f 1 2 3\nf 2 4 \\\n3\nf 1 2 99\nf 1 x 3\n")
     (tmp_path / "mesh.obj").write_text(text)
@@ -188,6 +188,9 @@ def test_obj_continuation_lines_and_one_bad_face_skipped_with_a_note(tmp_path: P
     np.testing.assert_array_equal(scan.vertices, [[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]])
     np.testing.assert_array_equal(scan.faces, [[0, 1, 2], [1, 3, 2]])
     assert scan.notes == ["skipped 2 malformed face(s) (line 10, 11)"]
+    # and the user hears of it: every note is a warning naming the file
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"{tmp_path / 'mesh.obj'}: skipped 2 malformed face(s) (line 10, 11)"]
 
 
 def test_watcher_takes_pcd_and_names_files_it_cannot_read(tmp_path: Path):
