@@ -2,8 +2,8 @@
 
 Both load the published weight files from a local path (nothing is downloaded) with a strict key
 check that names missing keys, unlike the original code's silent ``strict=False``. Both run in
-eval mode: the original keeps Point-MAE in train mode, which makes its features stochastic
-(DropPath active, BatchNorm on per-cloud statistics).
+eval mode by default: the original keeps Point-MAE in train mode, which makes its features stochastic
+(DropPath active, BatchNorm on per-cloud statistics); ``train_mode=True`` (the paper preset) does the same.
 
 - ViT: the timm ``vit_base_patch8_224.dino`` layout (``patch_embed.proj``, ``cls_token``, ``pos_embed``,
   ``blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}``, ``norm``); the original DINO release
@@ -12,8 +12,8 @@ eval mode: the original keeps Point-MAE in train mode, which makes its features 
 - Point-MAE: the ``pointmae_pretrain.pth`` layout (weights under ``base_model``; ``module.``,
   ``MAE_encoder.`` and ``base_model.`` prefixes stripped). Groups: farthest point sampling of 1024
   centres from index 0, 128 nearest neighbours each; output blocks 3, 7, 11 through the final norm,
-  concatenated to 1152-d. Unlike the original, the cloud is first centred and scaled to the unit
-  sphere, the frame Point-MAE was trained in (documented deviation).
+  concatenated to 1152-d. Unlike the original, the cloud is by default centred and scaled to the unit
+  sphere, the frame Point-MAE was trained in (documented deviation; ``frame="centred"`` as the original).
 """
 
 from __future__ import annotations
@@ -122,15 +122,25 @@ def _modules():
         def forward(self, x):
             return self.fc2(self.act(self.fc1(x)))
 
+    def drop_path(x, rate: float, training: bool):
+        """Stochastic depth (in train mode only): each sample's residual branch dropped with ``rate``, kept ones
+        scaled by 1 / (1 - rate)."""
+        if not training or rate <= 0:
+            return x
+        keep = 1.0 - rate
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
     class Block(nn.Module):
-        def __init__(self, dim: int, heads: int, qkv_bias: bool, eps: float) -> None:
+        def __init__(self, dim: int, heads: int, qkv_bias: bool, eps: float, drop_path_rate: float = 0.0) -> None:
             super().__init__()
             self.norm1, self.attn = nn.LayerNorm(dim, eps=eps), Attention(dim, heads, qkv_bias)
             self.norm2, self.mlp = nn.LayerNorm(dim, eps=eps), Mlp(dim, dim * 4)
+            self.drop_path_rate = drop_path_rate
 
         def forward(self, x):
-            x = x + self.attn(self.norm1(x))
-            return x + self.mlp(self.norm2(x))
+            x = x + drop_path(self.attn(self.norm1(x)), self.drop_path_rate, self.training)
+            return x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, self.training)
 
     class PatchEmbed(nn.Module):
         def __init__(self, patch: int, dim: int) -> None:
@@ -173,9 +183,10 @@ def _modules():
             return x.max(dim=2)[0].reshape(b, g, -1)
 
     class TransformerStack(nn.Module):
-        def __init__(self, dim: int, depth: int, heads: int) -> None:
+        def __init__(self, dim: int, depth: int, heads: int, drop_path_rate: float = 0.1) -> None:
             super().__init__()
-            self.blocks = nn.ModuleList([Block(dim, heads, False, 1e-5) for _ in range(depth)])
+            rates = np.linspace(0, drop_path_rate, depth)  # Point-MAE's: rising linearly over the blocks
+            self.blocks = nn.ModuleList([Block(dim, heads, False, 1e-5, float(r)) for r in rates])
 
     class PointMAE(nn.Module):
         def __init__(self, dim: int = 384, depth: int = 12, heads: int = 6, fetch: tuple[int, ...] = (3, 7, 11)):
@@ -206,14 +217,16 @@ def point_mae():
     return _modules()[1]()
 
 
-def _network(factory, weights: str, prefixes: tuple[str, ...], ignore: tuple[str, ...], device: str):
-    """``factory()`` with the local checkpoint's weights ("random": seeded initialisation, for timing),
-    in eval mode on ``device``."""
+def _network(factory, weights: str, prefixes: tuple[str, ...], ignore: tuple[str, ...], device: str,
+             train_mode: bool = False):
+    """``factory()`` with the local checkpoint's weights ("random": seeded initialisation, for timing), in eval
+    mode (or train mode, as the official code leaves Point-MAE) on ``device``. The global torch seed is set to
+    0 as the official code's ``set_seeds(0)``: train mode's DropPath draws from it."""
     _torch().manual_seed(0)
     model = factory()
     if weights != RANDOM_WEIGHTS:
         load_strict(model, read_state_dict(weights), prefixes, weights, ignore=ignore)
-    return model.eval().to(device)
+    return (model.train() if train_mode else model.eval()).to(device)
 
 
 @dataclass
@@ -266,11 +279,14 @@ class PointMAEExtractor:
     device: str = "cpu"
     groups: int = 1024
     group_size: int = 128
+    frame: str = "unit_sphere"  # or "centred": centred only, in the input's units (the official code)
+    train_mode: bool = False  # the official code's: DropPath active, BatchNorm on each cloud's statistics
 
     def __post_init__(self) -> None:
         self.device = resolve_device(self.device)
         self.model = _network(point_mae, self.weights, ("module.", "base_model.", "MAE_encoder."),
-                              ("MAE_decoder", "decoder", "mask_token", "increase_dim", "cls"), self.device)
+                              ("MAE_decoder", "decoder", "mask_token", "increase_dim", "cls"), self.device,
+                              self.train_mode)
 
     def __call__(self, vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(groups, 1152) float32 features and the group centres (in the input frame, mm)."""
@@ -279,13 +295,14 @@ class PointMAEExtractor:
 
         points = np.asarray(vertices, np.float64)
         centre = points.mean(axis=0)
-        scale = np.linalg.norm(points - centre, axis=1).max() or 1.0
+        scale = (np.linalg.norm(points - centre, axis=1).max() or 1.0) if self.frame == "unit_sphere" else 1.0
         unit = (points - centre) / scale
         count = min(self.groups, len(unit))
         centres = unit[farthest_point_sample(unit, count)]
         _, neighbours = cKDTree(unit).query(centres, k=min(self.group_size, len(unit)))
         groups = unit[neighbours] - centres[:, None, :]
-        with torch.inference_mode():
+        # train mode updates BatchNorm's running statistics in place: no_grad, not inference_mode
+        with torch.no_grad() if self.train_mode else torch.inference_mode():
             features = self.model(torch.from_numpy(groups[None].astype(np.float32)).to(self.device),
                                   torch.from_numpy(centres[None].astype(np.float32)).to(self.device))[0]
         return features.float().cpu().numpy(), centres * scale + centre

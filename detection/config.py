@@ -5,9 +5,11 @@ Every default is defined here once; the command line takes its defaults from the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
-from typing import Literal
+from typing import Any, Literal
+
+import numpy as np
 
 from mulsen.core.errors import ConfigError, MulsenError
 from mulsen.core.parallel import Executor, InProcess, LocalPool, as_executor
@@ -21,6 +23,18 @@ Fusion = Literal["gate", "zmean", "max"]
 GateFit = Literal["holdout", "paper"]
 FUSIONS: tuple[Fusion, ...] = ("gate", "zmean", "max")
 GATE_FITS: tuple[GateFit, ...] = ("holdout", "paper")
+Preset = Literal["default", "paper"]
+PRESETS: tuple[Preset, ...] = ("default", "paper")
+CoresetMethod = Literal["fast", "paper"]
+Normalisation = Literal["per_dimension", "scalar"]
+ObjectScore = Literal["topk", "paper"]
+BankViews = Literal["own", "paper"]
+MapProtocol = Literal["native", "paper"]
+CHOICES = {"coreset": ("fast", "paper"), "normalisation": ("per_dimension", "scalar"),
+           "object_score": ("topk", "paper"), "bank_views": ("own", "paper"), "map_protocol": ("native", "paper")}
+Protocol = Literal["corrected", "paper"]  # how ``mulsen evaluate`` compares maps and computes AUPR
+PROTOCOLS: tuple[Protocol, ...] = ("corrected", "paper")
+UNCAPPED = 2 ** 31 - 1  # max_bank_size of the paper preset: the official code keeps 10 % whatever it comes to
 
 
 def parse_modalities(text: str) -> tuple[str, ...]:
@@ -61,7 +75,10 @@ class DetectorConfig:
     image_topk: int = 1  # object score = mean of the k largest patch scores (1 = PatchCore max)
     point_topk: int = 10
     fusion: Fusion = "zmean"
-    gate_fit: GateFit = "holdout"  # holdout | paper (in-sample, as the original code)
+    gate_fit: GateFit = "holdout"  # holdout | paper (in-sample, on raw scores, as the original code)
+    # gate inputs multiplied per modality (rgb, infrared, pointcloud) before fitting and scoring: M3DM's DLF
+    # used (0.1, 1, 1) (its rgb_s_lambda); MulSen-TripleAD's code feeds the scores unweighted
+    gate_lambda: tuple[float, float, float] = (1.0, 1.0, 1.0)
     false_alarm_rate: float = 0.05
     seed: int = 0
     image: ImageFeatureConfig = field(default_factory=ImageFeatureConfig)
@@ -71,6 +88,23 @@ class DetectorConfig:
     infrared: ImageFeatureConfig | None = field(default_factory=lambda: ImageFeatureConfig(
         glint_filter=0.03, gain_percentile=99.0, compress="log"))
     points: PointFeatureConfig = field(default_factory=PointFeatureConfig)
+    # -- the paper's computation, item by item (``paper_config`` sets them all; README: deviations) --------
+    preset: Preset = "default"  # what the settings came from (provenance; the fields below decide)
+    # fast: Gaussian projection to coreset_projection_dim, seeded start, two rounds; paper: sklearn's
+    # SparseRandomProjection (eps 0.9), start at row 0, int(ratio x rows), one round over every patch
+    coreset: CoresetMethod = "fast"
+    # per_dimension: each feature dimension standardised (with a floor); scalar: one mean/std over all
+    # elements of the bank (the official code's)
+    normalisation: Normalisation = "per_dimension"
+    # topk: mean of the k largest patch scores; paper: the largest, times PatchCore's reweighting (3 neighbours)
+    object_score: ObjectScore = "topk"
+    # own: one bank per modality serves every combination; paper: each combination scores as the official
+    # code's separate method (Triple: RGB/IR banks of int(ratio x PC bank) entries, every bank scaled by the
+    # RGB bank's std; PC+RGB by std(RGB); PC+IR and RGB+IR by std(IR))
+    bank_views: BankViews = "own"
+    # native: maps bilinear to the image size, float blur sigma 4 px there; paper: 224 x 224 (bilinear,
+    # align_corners), blurred as M3DM's KNNGaussianBlur (8-bit quantised, PIL radius 4)
+    map_protocol: MapProtocol = "native"
 
     def __post_init__(self) -> None:
         if not self.modalities or not set(self.modalities) <= set(MODALITY_KEYS) \
@@ -82,8 +116,9 @@ class DetectorConfig:
             raise ConfigError(f"maximum bank size must be at least 1, got {self.max_bank_size}")
         if self.coreset_projection_dim < 0:
             raise ConfigError(f"coreset projection dimension must be >= 0 (0: none), got {self.coreset_projection_dim}")
-        if not 0 < self.holdout_fraction < 1:
-            raise ConfigError(f"hold-out fraction must be in (0, 1), got {self.holdout_fraction:g}")
+        if not 0 <= self.holdout_fraction < 1:
+            raise ConfigError(f"hold-out fraction must be in [0, 1) (0: every normal in the banks, calibration on "
+                              f"their in-sample scores), got {self.holdout_fraction:g}")
         if self.min_holdout < 2:
             raise ConfigError(f"at least 2 held-out normals are needed to normalise scores, got {self.min_holdout}")
         if self.image_topk < 1 or self.point_topk < 1:
@@ -94,6 +129,33 @@ class DetectorConfig:
             raise ConfigError(f"unknown gate fit {self.gate_fit!r} (use {', '.join(GATE_FITS)})")
         if not 0 < self.false_alarm_rate < 1:
             raise ConfigError(f"false-alarm rate must be in (0, 1), got {self.false_alarm_rate:g}")
+        if len(self.gate_lambda) != 3 or not all(np.isfinite(v) and v > 0 for v in self.gate_lambda):
+            raise ConfigError(f"gate lambdas must be three positive numbers (RGB, IR, PC), got {self.gate_lambda}")
+        if self.preset not in PRESETS:
+            raise ConfigError(f"unknown preset {self.preset!r} (use {', '.join(PRESETS)})")
+        for name, choices in CHOICES.items():
+            value = getattr(self, name)
+            if value not in choices:
+                raise ConfigError(f"unknown {name.replace('_', ' ')} {value!r} (use {', '.join(choices)})")
+        if self.bank_views == "paper" and (self.coreset != "paper" or self.normalisation != "scalar"
+                                           or self.bank_tolerance):
+            # a view is a prefix of a greedy order from row 0 under one scalar scale: only then is the Triple's
+            # smaller coreset the first entries of the larger one, and a std swap one factor on every distance
+            raise ConfigError("paper bank views need the paper coreset, scalar normalisation and no bank tolerances")
+
+    def column(self, modality: str, combo: tuple[str, ...]) -> str:
+        """The score column a modality contributes to a combination: its own score, or with paper bank views
+        the score of the official code's method for that combination (``"rgb@Triple"``)."""
+        if self.bank_views == "own" or len(combo) == 1:
+            return modality
+        canonical = next((c for c in all_combinations() if set(c) == set(combo)), combo)  # "PC+RGB" in any order
+        return f"{modality}@{combo_name(canonical)}"
+
+    @property
+    def score_columns(self) -> tuple[str, ...]:
+        """Columns of the calibration scores: each modality's own score, then the paper views' columns."""
+        views = [self.column(m, c) for c in all_combinations(self.modalities) if len(c) > 1 for m in c]
+        return self.modalities + tuple(v for v in views if v not in self.modalities)
 
     @property
     def process_safe(self) -> bool:
@@ -113,3 +175,20 @@ class DetectorConfig:
         if modality == "infrared":
             return self.infrared or self.image
         return self.points
+
+
+def paper_config(image_weights: str | None = None, point_weights: str | None = None, device: str = "cpu",
+                 **fields: Any) -> DetectorConfig:
+    """MulSen-TripleAD as the official code computes it (``../shared/docs/tripleAD-reference.md``): DINO ViT-B/8
+    for RGB and IR (one shared network), Point-MAE in train mode on the centred cloud in its own units, banks
+    from every training normal, the paper coreset, scalar normalisation, reweighted max scores, per-method
+    banks, maps at 224 x 224 and the gate fitted in-sample on raw scores. ``fields`` override any setting
+    (e.g. weight-free backbones: the paper's computation around other features)."""
+    points = PointFeatureConfig(backbone="point_mae", weights=point_weights, device=device, frame="centred",
+                                train_mode=True, smoothing_neighbours=1)
+    base = DetectorConfig(
+        image=ImageFeatureConfig(backbone="vit_base_patch8_224.dino", weights=image_weights, device=device),
+        infrared=None, points=points, coreset_ratio=0.1, max_bank_size=UNCAPPED, holdout_fraction=0.0,
+        bank_tolerance=False, image_topk=1, point_topk=1, fusion="gate", gate_fit="paper", preset="paper",
+        coreset="paper", normalisation="scalar", object_score="paper", bank_views="paper", map_protocol="paper")
+    return replace(base, **fields)

@@ -204,6 +204,11 @@ def load_capture(folder: Path, merge: bool = True) -> SampleData:
 def overlay(image: np.ndarray, anomaly_map: np.ndarray, threshold: float) -> np.ndarray:
     """Red overlay of map values above ``threshold`` (scaled) on the image."""
     base = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
+    if anomaly_map.shape != base.shape[:2]:  # the paper protocol's 224 x 224 maps
+        from PIL import Image
+
+        anomaly_map = np.asarray(Image.fromarray(anomaly_map.astype(np.float32), mode="F").resize(
+            (base.shape[1], base.shape[0]), Image.Resampling.BILINEAR))
     level = np.clip(anomaly_map / max(threshold, 1e-9) - 1, 0, 1)[..., None]
     red = np.array([255, 0, 0], np.float32)
     return np.round(base * (1 - 0.6 * level) + red * 0.6 * level).astype(np.uint8)

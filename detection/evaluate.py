@@ -12,14 +12,17 @@ import numpy as np
 from PIL import Image
 
 from mulsen.core.atomic import atomic_write_text
+from mulsen.core.errors import ConfigError
 from mulsen.core.parallel import Executor
 from mulsen.core.records import Record
 from mulsen.dataset.reader import MulsenDataset
 from mulsen.dataset.records import Split
 
-from .config import SHORT, combo_name
-from .metrics import aupr, aupro, auroc, f1_max, mesh_components
+from .config import PROTOCOLS, SHORT, Protocol, combo_name
+from .features import PAPER_MAP_SIZE
+from .metrics import aupr, aupr_trapezoid, aupro, auroc, f1_max, mesh_components
 from .model import TripleADModel
+from .scoring import score_row
 
 PIXEL_METRIC_WIDTH = 256  # maps and masks are compared at this width, like the official 224 px protocol
 
@@ -102,6 +105,17 @@ class EvaluationResults(Record):
                                        dict(r.confusion)) for r in results), missing)
 
 
+def _paper_size(array: np.ndarray, nearest: bool) -> np.ndarray:
+    """A mask (NEAREST, then > 0.5) or map (bilinear) at the official 224 x 224 (4:3 images squashed)."""
+    if array.shape == (PAPER_MAP_SIZE, PAPER_MAP_SIZE):
+        return array
+    size = (PAPER_MAP_SIZE, PAPER_MAP_SIZE)
+    if nearest:
+        return np.asarray(Image.fromarray(array.astype(np.uint8) * 255, mode="L").resize(
+            size, Image.Resampling.NEAREST)) > 127
+    return np.asarray(Image.fromarray(array.astype(np.float32), mode="F").resize(size, Image.Resampling.BILINEAR))
+
+
 def _shrink(array: np.ndarray, width: int, nearest: bool) -> np.ndarray:
     h, w = array.shape
     if w <= width:
@@ -126,28 +140,38 @@ class _Scored:
     regions: np.ndarray | None  # connected defect regions on the mesh, for the point-cloud AUPRO
 
 
-def _score_record(dataset: MulsenDataset, model: TripleADModel, modalities: tuple[str, ...], rec) -> _Scored:
+def _score_record(dataset: MulsenDataset, model: TripleADModel, modalities: tuple[str, ...], protocol: Protocol,
+                  rec) -> _Scored:
     data = dataset.load(rec)
     result = model.score(data, modalities)
     maps, masks = {}, {}
     for m in modalities:
         gt = {"rgb": data.rgb_mask, "infrared": data.ir_mask, "pointcloud": data.pc_mask}[m]
         amap = result[m].anomaly_map
-        if m != "pointcloud":
+        if m != "pointcloud" and protocol == "paper":
+            gt, amap = _paper_size(gt, True), _paper_size(amap, False)
+        elif m != "pointcloud":
             gt, amap = _shrink(gt, PIXEL_METRIC_WIDTH, True), _shrink(amap, PIXEL_METRIC_WIDTH, False)
         maps[m], masks[m] = amap, gt
     regions = mesh_components(data.pc_mask, data.mesh.faces) if "pointcloud" in modalities else None
     return _Scored(str(rec.key), rec.labels.label_or, {m: rec.labels.of(m) for m in modalities},
-                   {m: r.score for m, r in result.items()}, maps, masks, regions)
+                   score_row(result), maps, masks, regions)
 
 
 def evaluate_category(dataset: MulsenDataset, model: TripleADModel, combos: list[tuple[str, ...]],
-                      fusion: str | None = None, progress=None, jobs: int | Executor = 1) -> CategoryResult:
+                      fusion: str | None = None, progress=None, jobs: int | Executor = 1,
+                      protocol: Protocol | None = None) -> CategoryResult:
     """Every test sample of the model's category scored (on ``jobs`` processes or an executor), then the
-    metrics."""
+    metrics. ``protocol`` (default: the model's preset): corrected (images compared at width 256, aspect
+    kept; AUPR as average precision) or paper (maps and masks at 224 x 224, masks resized NEAREST; AUPR as
+    ``auc(recall, precision)``, F1 with the original's 1e-6)."""
+    protocol = protocol or ("paper" if model.config.preset == "paper" else "corrected")
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown evaluation protocol {protocol!r} (use {', '.join(PROTOCOLS)})")
     records = dataset.records(model.category, Split.TEST)
     modalities = tuple(sorted({m for c in combos for m in c}, key=model.config.modalities.index))
-    scored = model.config.runner(jobs).map(partial(_score_record, dataset, model, modalities), records, progress)
+    scored = model.config.runner(jobs).map(partial(_score_record, dataset, model, modalities, protocol), records,
+                                           progress)
     names = [s.name for s in scored]
     labels = [s.label for s in scored]
     own_labels = {m: [s.own_labels[m] for s in scored] for m in modalities}
@@ -168,15 +192,17 @@ def evaluate_category(dataset: MulsenDataset, model: TripleADModel, combos: list
         said, truth = np.array(verdicts[name], bool), y.astype(bool)
         out.confusion[name] = Confusion(int((said & truth).sum()), int((said & ~truth).sum()),
                                         int((~said & ~truth).sum()), int((~said & truth).sum()))
-    out.samples = [SampleScore(names[i], int(labels[i]), {SHORT[m]: float(v) for m, v in scores[i].items()},
+    out.samples = [SampleScore(names[i], int(labels[i]), {SHORT[m]: float(scores[i][m]) for m in modalities},
                                {n: float(f[i]) for n, f in fused_by.items()},
                                {n: bool(v[i]) for n, v in verdicts.items()}) for i in range(len(names))]
     for m in modalities:
         out.modality_auroc[SHORT[m]] = auroc(np.array(own_labels[m]), np.array([s[m] for s in scores]))
         flat_gt = np.concatenate([g.ravel() for g in masks[m]])
         flat_map = np.concatenate([a.ravel() for a in maps[m]])
+        paper = protocol == "paper"
         out.localisation[SHORT[m]] = {
-            "auroc": auroc(flat_gt, flat_map), "f1_max": f1_max(flat_gt, flat_map), "aupr": aupr(flat_gt, flat_map),
+            "auroc": auroc(flat_gt, flat_map), "f1_max": f1_max(flat_gt, flat_map, 1e-6 if paper else 0.0),
+            "aupr": aupr_trapezoid(flat_gt, flat_map) if paper else aupr(flat_gt, flat_map),
             "aupro": aupro(masks[m], maps[m], labelled=regions if m == "pointcloud" else None),
         }
     return out
@@ -187,12 +213,49 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def table5(results: list[CategoryResult]) -> str:
-    """Object AUROC per category and combination, plus the mean row (paper's Table 5)."""
+Table = tuple[list[str], list[list[str]]]
+
+
+def _paper_cells(values: list[float]) -> tuple[list[str], str]:
+    """The paper's rounding: each value to 3 decimals (undefined: 0, as the original), the mean over the
+    *rounded* values (what the official CSV's mean row holds)."""
+    rounded = [0.0 if np.isnan(v) else round(float(v), 3) for v in values]
+    return [f"{v:.3f}" for v in rounded], f"{round(float(np.mean(rounded)), 3):.3f}"
+
+
+def table5_rows(results: list[CategoryResult], paper: bool = False) -> Table:
+    """Object AUROC per category and combination and the mean row (the paper's Table 5); ``paper``: its
+    rounding (means of the rounded values)."""
     names = list(results[0].object_auroc)
+    columns = [[r.object_auroc[n] for r in results] for n in names]
+    if paper:
+        cells = [_paper_cells(c) for c in columns]
+        rows = [[r.category] + [cells[j][0][i] for j in range(len(names))] for i, r in enumerate(results)]
+        return ["category", *names], rows + [["mean"] + [c[1] for c in cells]]
     rows = [[r.category] + [f"{r.object_auroc[n]:.3f}" for n in names] for r in results]
-    rows.append(["mean"] + [f"{_mean([r.object_auroc[n] for r in results]):.3f}" for n in names])
-    return _format(["category", *names], rows)
+    rows.append(["mean"] + [f"{_mean(c):.3f}" for c in columns])
+    return ["category", *names], rows
+
+
+def table6_rows(results: list[CategoryResult], paper: bool = False) -> Table:
+    """Localisation per modality and category, mean row last. ``paper``: the paper's Table 6 layout (pixel or
+    point AUROC, F1-max and AUPR per modality, its rounding); else also AUPRO (FPR 0.3)."""
+    modalities = list(results[0].localisation)
+    keys = ("auroc", "f1_max", "aupr") if paper else ("auroc", "f1_max", "aupr", "aupro")
+    label = {"auroc": "AUROC", "f1_max": "F1", "aupr": "AUPR", "aupro": "PRO"}
+    header = ["category"] + [f"{m} {label[k]}" for m in modalities for k in keys]
+    columns = [[r.localisation[m][k] for r in results] for m in modalities for k in keys]
+    if paper:
+        cells = [_paper_cells(c) for c in columns]
+        rows = [[r.category] + [cells[j][0][i] for j in range(len(columns))] for i, r in enumerate(results)]
+        return header, rows + [["mean"] + [c[1] for c in cells]]
+    rows = [[r.category] + [f"{c[i]:.3f}" for c in columns] for i, r in enumerate(results)]
+    return header, rows + [["mean"] + [f"{_mean(c):.3f}" for c in columns]]
+
+
+def table5(results: list[CategoryResult], paper: bool = False) -> str:
+    """Object AUROC per category and combination, plus the mean row (paper's Table 5)."""
+    return _format(*table5_rows(results, paper))
 
 
 def modality_table(results: list[CategoryResult]) -> str:
@@ -203,19 +266,22 @@ def modality_table(results: list[CategoryResult]) -> str:
     return _format(["category", *names], rows)
 
 
-def table6(results: list[CategoryResult]) -> str:
-    """Localisation per modality (pixel/point AUROC, F1-max, AUPR, AUPRO), mean over categories."""
-    modalities = list(results[0].localisation)
-    header = ["category"] + [f"{m} {k}" for m in modalities for k in ("AUROC", "F1", "AUPR", "PRO")]
-    rows = []
-    for r in [*results, None]:
-        source = results if r is None else [r]
-        cells = ["mean" if r is None else r.category]
-        for m in modalities:
-            for k in ("auroc", "f1_max", "aupr", "aupro"):
-                cells.append(f"{_mean([s.localisation[m][k] for s in source]):.3f}")
-        rows.append(cells)
-    return _format(header, rows)
+def table6(results: list[CategoryResult], paper: bool = False) -> str:
+    """Localisation per modality (pixel/point AUROC, F1-max, AUPR, AUPRO), per category and the mean."""
+    return _format(*table6_rows(results, paper))
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured Markdown table, numbers right-aligned."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+
+
+def csv_text(header: list[str], rows: list[list[str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerows([header, *rows])
+    return buffer.getvalue()
 
 
 def _format(header: list[str], rows: list[list[str]]) -> str:
@@ -240,8 +306,14 @@ def confusion_table(results: list[CategoryResult]) -> str:
     return _format(["combination", "TP", "FP", "TN", "FN", "accuracy"], rows)
 
 
-def write_results(results: list[CategoryResult], out: Path, missing: tuple[str, ...] = ()) -> None:
+def write_results(results: list[CategoryResult], out: Path, missing: tuple[str, ...] = (), paper: bool = False
+                  ) -> None:
+    """``results.json``, ``per_sample.csv``, ``object_auroc.csv`` (full precision) and Tables 5 and 6 as CSV and
+    Markdown (``table5.csv``/``.md``, ``table6.csv``/``.md``; ``paper``: in the paper's layout and rounding)."""
     out.mkdir(parents=True, exist_ok=True)
+    for name, table in (("table5", table5_rows(results, paper)), ("table6", table6_rows(results, paper))):
+        atomic_write_text(out / f"{name}.csv", csv_text(*table))
+        atomic_write_text(out / f"{name}.md", markdown(*table))
     EvaluationResults.of(results, missing).write(out / "results.json")
     samples = io.StringIO()
     table = csv.writer(samples, lineterminator="\n")

@@ -19,6 +19,7 @@ from mulsen.core.errors import ConfigError
 IMAGE_BACKBONES = ("handcrafted", "raw_patches", "random_conv", "vit_base_patch8_224.dino")
 RANDOM_WEIGHTS = "random"  # instead of a weights file: seeded random initialisation (timing and tests only)
 POINT_BACKBONES = ("fpfh", "point_mae")
+POINT_FRAMES = ("unit_sphere", "centred")
 COMPRESSIONS = ("none", "log")
 LOG_KNEE = 0.02  # descriptor value where the log compression turns from linear to logarithmic
 
@@ -95,8 +96,8 @@ _EXTRACTORS: dict = {}
 _EXTRACTORS_LOCK = threading.Lock()  # training extracts on two threads: load each network once
 
 
-def _network(kind: str, weights: str | None, device: str):
-    """One loaded network per (kind, weights, device), reused across samples."""
+def _network(kind: str, weights: str | None, device: str, frame: str = "unit_sphere", train_mode: bool = False):
+    """One loaded network per (kind, weights, device, Point-MAE frame and mode), reused across samples."""
     from mulsen.core.errors import MulsenError
 
     from .backbones import WEIGHT_SOURCES, PointMAEExtractor, RandomConvExtractor, ViTExtractor
@@ -104,7 +105,7 @@ def _network(kind: str, weights: str | None, device: str):
     if kind != "random_conv" and not weights:
         raise MulsenError(f"backbone {kind} needs its weights as a local file ({WEIGHT_SOURCES[kind]}); nothing is "
                           "downloaded, and the weight-free default needs none")
-    key = (kind, weights, device)
+    key = (kind, weights, device, frame, train_mode)
     with _EXTRACTORS_LOCK:
         if key not in _EXTRACTORS:
             if kind == "random_conv":
@@ -114,7 +115,7 @@ def _network(kind: str, weights: str | None, device: str):
             elif kind == "vit_base_patch8_224.dino":
                 _EXTRACTORS[key] = ViTExtractor(weights, device)
             else:
-                _EXTRACTORS[key] = PointMAEExtractor(weights, device)
+                _EXTRACTORS[key] = PointMAEExtractor(weights, device, frame=frame, train_mode=train_mode)
         return _EXTRACTORS[key]
 
 
@@ -154,11 +155,52 @@ def image_features(image: np.ndarray, config: ImageFeatureConfig = ImageFeatureC
     return sampled.reshape(-1, sampled.shape[-1]).astype(np.float32), grid
 
 
-def upsample_scores(patch_scores: np.ndarray, grid: PatchGrid, sigma: float = 4.0) -> np.ndarray:
-    """Patch scores -> per-pixel anomaly map: bilinear upsampling, then Gaussian blur (sigma in pixels)."""
-    low = Image.fromarray(patch_scores.reshape(grid.rows, grid.cols).astype(np.float32), mode="F")
+def upsample_scores(patch_scores: np.ndarray, grid: PatchGrid, protocol: str = "native", sigma: float = 4.0
+                    ) -> np.ndarray:
+    """Patch scores -> anomaly map. native: bilinear to the image size, then a float Gaussian blur (sigma in
+    pixels); paper: the official 224 x 224 map (``paper_map``)."""
+    low = patch_scores.reshape(grid.rows, grid.cols).astype(np.float32)
+    if protocol == "paper":
+        return paper_map(low)
     h, w = grid.image_shape
-    return gaussian_filter(np.asarray(low.resize((w, h), Image.Resampling.BILINEAR)), sigma)
+    resized = Image.fromarray(low, mode="F").resize((w, h), Image.Resampling.BILINEAR)
+    return gaussian_filter(np.asarray(resized), sigma)
+
+
+PAPER_MAP_SIZE = 224  # the official maps' and masks' side
+
+
+def resize_align_corners(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize with corner samples on corner pixels (``F.interpolate(..., align_corners=True)``):
+    output pixel i reads input position i (n_in - 1) / (n_out - 1). Separable, pure numpy."""
+    def axis(values: np.ndarray, count: int, along: int) -> np.ndarray:
+        n = values.shape[along]
+        at = np.linspace(0, n - 1, count) if count > 1 else np.zeros(1)
+        low = np.clip(np.floor(at).astype(np.int64), 0, max(n - 2, 0))
+        frac = (at - low) if n > 1 else np.zeros(count)
+        high = np.minimum(low + 1, n - 1)
+        a, b = np.take(values, low, axis=along), np.take(values, high, axis=along)
+        shape = [1, 1]
+        shape[along] = count
+        return a + (b - a) * frac.reshape(shape)
+
+    return axis(axis(np.asarray(grid, np.float64), size[0], 0), size[1], 1)
+
+
+def paper_map(grid: np.ndarray, radius: int = 4) -> np.ndarray:
+    """The official anomaly map of a patch-score grid: bilinear (align_corners) to 224 x 224, then M3DM's
+    ``KNNGaussianBlur``: divided by its maximum, quantised to 8 bits as ``ToPILImage`` does (truncation),
+    blurred by PIL's ``GaussianBlur(radius=4)``, back to [0, 1] and times the maximum. The quantisation
+    leaves at most 256 levels per map (ties that move AUPR and F1 a little): kept, it is the paper's."""
+    from PIL import ImageFilter
+
+    big = resize_align_corners(grid, (PAPER_MAP_SIZE, PAPER_MAP_SIZE)).astype(np.float32)
+    top = float(big.max())
+    if not top > 0:
+        return np.zeros_like(big)
+    levels = (big / top * 255).astype(np.uint8)
+    blurred = Image.fromarray(levels, mode="L").filter(ImageFilter.GaussianBlur(radius=radius))
+    return np.asarray(blurred, np.float32) / 255 * top
 
 
 @dataclass(frozen=True)
@@ -180,8 +222,16 @@ class PointFeatureConfig:
     backbone: str = "fpfh"
     weights: str | None = None
     device: str = "cpu"
+    # Point-MAE only. unit_sphere: the cloud centred and scaled to the unit sphere, the frame it was
+    # pretrained in; centred: centred only, in the file's units (mm), as the official code feeds it
+    frame: Literal["unit_sphere", "centred"] = "unit_sphere"
+    # Point-MAE only: run in train mode as the official code does (DropPath active, BatchNorm on each cloud's
+    # own statistics, so features are stochastic); default eval mode
+    train_mode: bool = False
 
     def __post_init__(self) -> None:
+        if self.frame not in POINT_FRAMES:
+            raise ConfigError(f"unknown point frame {self.frame!r} (choices: {', '.join(POINT_FRAMES)})")
         if self.backbone not in POINT_BACKBONES:
             raise ConfigError(f"unknown point backbone {self.backbone!r} (choices: {', '.join(POINT_BACKBONES)})")
         if self.max_points < 16 or not self.feature_radii or min(self.feature_radii) <= 0 or self.max_nn < 1 \
@@ -289,7 +339,8 @@ def point_features(vertices: np.ndarray, config: PointFeatureConfig = PointFeatu
     from scipy.spatial import cKDTree
 
     if config.backbone != "fpfh":
-        features, centres = _network(config.backbone, config.weights, config.device)(vertices)
+        features, centres = _network(config.backbone, config.weights, config.device, config.frame,
+                                     config.train_mode)(vertices)
         _, nearest = cKDTree(centres).query(vertices, k=1)
         return features, PointGroups(centres, nearest.astype(np.int64))
 

@@ -2,7 +2,10 @@
 
 Scores are normalised with statistics of *held-out* training normals (never the samples that built the
 banks); the gate (``SGDOneClassSVM(nu=0.5, max_iter=1000, random_state=42)``, a learned linear weighting)
-is fitted on those held-out scores, or in-sample with ``gate_fit="paper"`` as the original code does.
+is fitted on those held-out scores divided by their spread, or with ``gate_fit="paper"`` as the original
+code does: on the bank samples' own (in-sample) raw scores, its ``score_samples`` the fused score.
+Columns are score columns (``DetectorConfig.score_columns``): the modalities, and with the paper's bank
+views each combination's own scores.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import numpy as np
 
 from mulsen.core.errors import ConfigError, MulsenError
 
-from .config import FUSIONS, DetectorConfig
+from .config import FUSIONS, MODALITY_KEYS, DetectorConfig
 
 
 def gate_weights(scores: np.ndarray) -> np.ndarray:
@@ -36,52 +39,61 @@ def gate_weights(scores: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Calibration:
-    """Per-modality object scores of normals the banks never saw (rows: samples, columns: modalities)."""
+    """Object scores of normals the banks never saw (rows: samples, columns: score columns); without
+    held-out normals (hold-out fraction 0, the paper's way) the bank samples' own scores."""
 
-    modalities: tuple[str, ...]
+    columns: tuple[str, ...]
     holdout_scores: np.ndarray
     insample_scores: np.ndarray  # bank samples' own scores: the paper's gate input, else a diagnostic
     _gates: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def norm_mean(self) -> np.ndarray:
-        return self.holdout_scores.mean(axis=0) if len(self.holdout_scores) else np.zeros(len(self.modalities))
+        return self.holdout_scores.mean(axis=0) if len(self.holdout_scores) else np.zeros(len(self.columns))
 
     @property
     def norm_std(self) -> np.ndarray:
         if not len(self.holdout_scores):
-            return np.ones(len(self.modalities))
+            return np.ones(len(self.columns))
         return self.holdout_scores.std(axis=0) + 1e-6 * (np.abs(self.norm_mean) + 1)
 
     def normalise(self, scores: dict[str, float]) -> dict[str, float]:
         mean, std = self.norm_mean, self.norm_std
-        idx = {m: i for i, m in enumerate(self.modalities)}
-        return {m: float((s - mean[idx[m]]) / std[idx[m]]) for m, s in scores.items()}
+        idx = {c: i for i, c in enumerate(self.columns)}
+        return {c: float((s - mean[idx[c]]) / std[idx[c]]) for c, s in scores.items() if c in idx}
 
     def fuse(self, scores: dict[str, float], combo: tuple[str, ...], config: DetectorConfig,
              fusion: str | None = None) -> float:
-        """Fused anomaly score of a modality combination (single modality: its raw score, as the paper)."""
+        """Fused anomaly score of a modality combination (single modality: its raw score, as the paper);
+        ``scores`` holds every score column (``scoring.score_row``)."""
         fusion = fusion or config.fusion
         if len(combo) == 1:
             return float(scores[combo[0]])
-        z = self.normalise({m: scores[m] for m in combo})
-        vec = np.array([z[m] for m in combo])
-        if fusion == "zmean":
-            return float(vec.mean())
-        if fusion == "max":
-            return float(vec.max())
-        if fusion == "gate":  # a positive weighting of the scores scaled by their held-out spread
-            idx = [self.modalities.index(m) for m in combo]
-            scaled = np.array([scores[m] for m in combo]) / self.norm_std[idx]
-            return float(scaled @ self.gate(combo, config))
+        columns = [config.column(m, combo) for m in combo]
+        if fusion in ("zmean", "max"):
+            z = self.normalise({c: scores[c] for c in columns})
+            vec = np.array([z[c] for c in columns])
+            return float(vec.mean() if fusion == "zmean" else vec.max())
+        if fusion == "gate":  # a positive weighting of the (spread-scaled, or raw) scores
+            return float(self._gate_inputs(np.array([[scores[c] for c in columns]]), combo, config)[0]
+                         @ self.gate(combo, config))
         raise ConfigError(f"unknown fusion {fusion!r} (use {', '.join(FUSIONS)})")
+
+    def _gate_inputs(self, rows: np.ndarray, combo: tuple[str, ...], config: DetectorConfig) -> np.ndarray:
+        """Score rows of a combination's columns as the gate sees them: times each modality's lambda, and
+        (holdout fit) divided by the held-out spread; the paper's fit takes the raw scores."""
+        weights = np.array([config.gate_lambda[MODALITY_KEYS.index(m)] for m in combo])
+        if config.gate_fit == "paper":
+            return rows * weights
+        idx = [self.columns.index(config.column(m, combo)) for m in combo]
+        return rows * weights / self.norm_std[idx]
 
     def gate(self, combo: tuple[str, ...], config: DetectorConfig) -> np.ndarray:
         """Gate weights of a combination, fitted once on the calibration scores."""
         if combo not in self._gates:
-            idx = [self.modalities.index(m) for m in combo]
+            idx = [self.columns.index(config.column(m, combo)) for m in combo]
             source = self.insample_scores if config.gate_fit == "paper" else self.holdout_scores
-            self._gates[combo] = gate_weights(source[:, idx] / self.norm_std[idx])
+            self._gates[combo] = gate_weights(self._gate_inputs(source[:, idx], combo, config))
         return self._gates[combo]
 
     def threshold(self, combo: tuple[str, ...], config: DetectorConfig, fusion: str | None = None,
@@ -90,6 +102,6 @@ class Calibration:
         rate = config.false_alarm_rate if false_alarm_rate is None else false_alarm_rate
         if not 0 < rate < 1:
             raise ConfigError(f"false-alarm rate must be in (0, 1), got {rate:g}")
-        fused = [self.fuse(dict(zip(self.modalities, row, strict=True)), combo, config, fusion)
+        fused = [self.fuse(dict(zip(self.columns, row, strict=True)), combo, config, fusion)
                  for row in self.holdout_scores]
         return float(np.quantile(fused, 1 - rate))

@@ -101,18 +101,25 @@ def write_detection(detector: Detector, detection: Detection, data: SampleData, 
     files: dict[str, str] = {}
     for m, image in (("rgb", data.rgb), ("infrared", data.infrared)):
         if m in detection.maps:
-            # overlay scale: the mean object score (largest patch distance) of the held-out normals
-            scale = float(model.norm_mean[model.config.modalities.index(m)])
             path = out / f"{m}_overlay.png"
-            write_png(path, overlay(image, detection.maps[m], scale), "RGB", overwrite=True)
+            write_png(path, overlay(image, detection.maps[m], map_scale(model, m)), "RGB", overwrite=True)
             files[m] = path.name
     if "pointcloud" in detection.maps:
         path = out / "pointcloud_scores.ply"
-        scale = float(model.norm_mean[model.config.modalities.index("pointcloud")])
+        scale = map_scale(model, "pointcloud")
         write_scored_ply(path, data.mesh.vertices, data.mesh.faces, detection.maps["pointcloud"], scale)
         files["pointcloud"] = path.name
     detection.report(files, model.identity).write(out / "report.json")
     return files
+
+
+def map_scale(model: TripleADModel, modality: str) -> float:
+    """Where a modality's map turns anomalous in overlays: the held-out normals' mean object score (their
+    largest patch distance) in the column the maps come from; the paper's object score is that distance
+    / 1000 times a reweighting of about 0.5, so it is undone there."""
+    config = model.config
+    mean = float(model.norm_mean[config.score_columns.index(config.column(modality, config.modalities))])
+    return mean * 2000 if config.object_score == "paper" else mean
 
 
 def write_scored_ply(path: Path, vertices: np.ndarray, faces: np.ndarray | None, scores: np.ndarray,

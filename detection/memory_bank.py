@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 # The one definition of each bank parameter's default (DetectorConfig and the CLI take them from here).
@@ -12,9 +14,14 @@ DEFAULT_PROJECTION_DIM = 16  # dimensions the greedy coreset selection works in 
 KNN_BLOCK_BYTES = 4 << 20
 
 
-def standardise(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def standardise(features: np.ndarray, scalar: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(mean, scale) of patch features: per-dimension spread with a floor, so that a dimension that never
-    varies on normals does not turn tiny test deviations into huge distances."""
+    varies on normals does not turn tiny test deviations into huge distances; ``scalar``: the official code's
+    one mean and one (unbiased, as ``torch.std``) standard deviation over every element, as (D,) arrays."""
+    if scalar:
+        x = np.asarray(features, np.float64)
+        dims = features.shape[1]
+        return np.full(dims, x.mean(), np.float32), np.full(dims, x.std(ddof=1) or 1.0, np.float32)
     std = features.std(axis=0)
     return features.mean(axis=0), std + 0.05 * float(std.mean()) + 1e-6
 
@@ -38,9 +45,40 @@ def greedy_coreset(features: np.ndarray, size: int, projection_dim: int = DEFAUL
     if projection_dim and x.shape[1] > projection_dim:
         proj = rng.normal(0, 1 / np.sqrt(projection_dim), (x.shape[1], projection_dim)).astype(np.float32)
         x = x @ proj
+    return greedy_order(x, size, int(rng.integers(n)))
+
+
+PAPER_CORESET_EPS = 0.9  # the official code's coreset_eps
+
+
+def paper_coreset(features: np.ndarray, ratio: float, seed: int = 0, eps: float = PAPER_CORESET_EPS) -> np.ndarray:
+    """The official code's coreset (``get_coreset_idx_randomp``), indices in selection order.
+
+    ``int(ratio x rows)`` rows; scikit-learn's ``SparseRandomProjection(eps)`` (its Johnson-Lindenstrauss
+    dimension for this many rows, ~270-290 for MulSen banks) seeded with ``seed`` where the original draws
+    a new one each run; where that dimension exceeds the features' (low-dimensional weight-free features)
+    the projection fails and the original goes on unprojected, as here. Greedy from row 0. Because the
+    start is fixed, a smaller coreset is a prefix of a larger one (the paper bank views rely on it).
+    """
+    from sklearn.random_projection import SparseRandomProjection
+
+    x = np.asarray(features, np.float32)
+    size = int(ratio * len(x))
+    if size < 1:
+        raise ValueError(f"{ratio:g} of {len(x)} patches is no patch: the bank would be empty")
+    try:
+        x = SparseRandomProjection(eps=eps, random_state=seed).fit_transform(x).astype(np.float32)
+    except ValueError:  # more target dimensions than features: unprojected, as the original
+        pass
+    return greedy_order(x, min(size, len(x)), 0)
+
+
+def greedy_order(x: np.ndarray, size: int, start: int) -> np.ndarray:
+    """``size`` rows of ``x`` in greedy k-center order (farthest from those chosen first), from ``start``."""
+    n = len(x)
     sq = np.einsum("ij,ij->i", x, x)
     chosen = np.empty(size, dtype=np.int64)
-    chosen[0] = int(rng.integers(n))
+    chosen[0] = start
     min_dist = np.full(n, np.inf, dtype=np.float32)
     d = np.empty(n, dtype=np.float32)
     for k in range(1, size + 1):
@@ -95,17 +133,21 @@ class MemoryBank:
     @classmethod
     def fit(cls, feature_sets: list[np.ndarray], coreset_ratio: float, max_size: int = DEFAULT_MAX_BANK_SIZE,
             seed: int = 0, projection_dim: int = DEFAULT_PROJECTION_DIM, tolerance: bool = False,
-            candidates: list[np.ndarray] | None = None) -> MemoryBank:
+            candidates: list[np.ndarray] | None = None, paper: bool = False, scalar: bool = False) -> MemoryBank:
         """Standardise, keep a greedy coreset (``coreset_ratio`` of all patches, at most ``max_size``), and
         measure the entries' tolerances. ``candidates``: per feature set, the rows the coreset may choose
-        from (``preselect``'s first round); the statistics and tolerances still use every row."""
+        from (``preselect``'s first round); the statistics and tolerances still use every row. ``paper``:
+        the official coreset (``paper_coreset``) over every row; ``scalar``: one mean/std (``standardise``)."""
         if not 0 < coreset_ratio <= 1 or max_size < 1:
             raise ValueError(f"coreset ratio {coreset_ratio} must be in (0, 1] and the bank size {max_size} >= 1")
         stacked = np.concatenate(feature_sets).astype(np.float32)
-        mean, scale = standardise(stacked)
+        mean, scale = standardise(stacked, scalar)
         normed = (stacked - mean) / scale
         size = max(1, min(max_size, round(len(normed) * coreset_ratio)))
-        if candidates is None:
+        if paper:
+            whole = coreset_ratio == 1  # the original skips the coreset at ratio 1
+            keep = np.arange(len(normed)) if whole else paper_coreset(normed, coreset_ratio, seed)[:max_size]
+        elif candidates is None:
             keep = greedy_coreset(normed, size, projection_dim=projection_dim, seed=seed)
         else:
             if len(candidates) != len(feature_sets):
@@ -117,13 +159,46 @@ class MemoryBank:
         tol = _entry_tolerance(normed, source, keep, seed) if tolerance and len(feature_sets) > 1 else None
         return cls(normed[keep], mean, scale, tol)
 
+    def normalise(self, features: np.ndarray) -> np.ndarray:
+        return (np.asarray(features, np.float32) - self.mean) / self.scale
+
     def score(self, features: np.ndarray) -> np.ndarray:
         """Nearest-neighbour distance of every patch to the bank."""
-        normed = (np.asarray(features, np.float32) - self.mean) / self.scale
-        dist, nearest = nearest_neighbours(normed, self.features, 1)
+        dist, nearest = nearest_neighbours(self.normalise(features), self.features, 1)
         if self.tolerance is None:
             return dist[:, 0]
         return dist[:, 0] / self.tolerance[nearest[:, 0]]
+
+
+PAPER_REWEIGHT_NEIGHBOURS = 3  # the official code's n_reweight (the nearest is the entry itself)
+
+
+@dataclass(frozen=True)
+class WorstPatch:
+    """What the official object score needs of a sample's patch distances to one bank (normalised units)."""
+
+    distances: np.ndarray  # every patch's nearest-neighbour distance
+    worst: float  # the largest of them
+    around: np.ndarray  # the worst patch's distances to the next neighbours of its nearest entry
+
+    @classmethod
+    def of(cls, normed: np.ndarray, bank: np.ndarray) -> WorstPatch:
+        dist, nearest = nearest_neighbours(normed, bank, 1)
+        worst = int(np.argmax(dist[:, 0]))
+        _, ring = nearest_neighbours(bank[nearest[worst]], bank, PAPER_REWEIGHT_NEIGHBOURS)
+        around = np.linalg.norm(normed[worst].astype(np.float64) - bank[ring[0, 1:]], axis=1)
+        return cls(dist[:, 0], float(dist[worst, 0]), around)
+
+    def score(self, dims: int, factor: float = 1.0) -> float:
+        """``w s*``: ``s* = max patch distance / 1000``, ``w = 1 - exp(s*/D) / sum_j exp(|m_test - m_j| / 1000
+        / D)`` over the two bank neighbours m_j of the entry nearest the worst patch (D: the square root of
+        the feature dimension). w is about 0.5 whatever the data: the reweighting is all but inert.
+        ``factor``: every distance multiplied by it (the bank standardised by another bank's std)."""
+        s_star = self.worst * factor / 1000
+        if not len(self.around):  # a bank of one entry has no neighbours to reweight with
+            return s_star
+        root = np.sqrt(dims)
+        return float((1 - np.exp(s_star / root) / np.exp(self.around * factor / 1000 / root).sum()) * s_star)
 
 
 TOLERANCE_PATCHES = 20000  # patches drawn to measure the bank entries' tolerances

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 from scipy.integrate import trapezoid
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score
 
 
 def _binary(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -29,13 +29,25 @@ def aupr(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(average_precision_score(y, s))
 
 
-def f1_max(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Best F1 over all thresholds; NaN without a positive."""
+def aupr_trapezoid(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The official code's pixel AUPR: ``auc(recall, precision)``, the trapezoidal area under the
+    precision-recall points (optimistic where precision jumps between thresholds, unlike average precision's
+    steps); NaN without a positive."""
     y, s = _binary(labels, scores)
     if not y.any():
         return float("nan")
     precision, recall, _ = precision_recall_curve(y, s)
-    return float((2 * precision * recall / np.clip(precision + recall, 1e-12, None)).max())
+    return float(auc(recall, precision))
+
+
+def f1_max(labels: np.ndarray, scores: np.ndarray, epsilon: float = 0.0) -> float:
+    """Best F1 over all thresholds (``epsilon`` added to P + R: the official code's 1e-6); NaN without a
+    positive."""
+    y, s = _binary(labels, scores)
+    if not y.any():
+        return float("nan")
+    precision, recall, _ = precision_recall_curve(y, s)
+    return float((2 * precision * recall / np.clip(precision + recall + epsilon, 1e-12, None)).max())
 
 
 def mesh_components(mask: np.ndarray, faces: np.ndarray) -> np.ndarray:

@@ -30,11 +30,11 @@ from .detect import Detection, InputProfile, ModelIdentity, SampleShape
 from .fusion import Calibration, gate_weights
 from .memory_bank import MemoryBank
 from .persistence import load_model, save_model
-from .scoring import ModalityResult, extract, score_sample, topk_mean
+from .scoring import ModalityResult, extract, score_row, score_sample, topk_mean
 from .training import WORKERS, Progress, train_banks
 
 __all__ = ["FUSIONS", "MODALITY_KEYS", "SHORT", "DetectorConfig", "ModalityResult", "TripleADModel",
-           "all_combinations", "combo_name", "extract", "gate_weights", "parse_modalities", "topk_mean"]
+           "all_combinations", "combo_name", "extract", "gate_weights", "parse_modalities", "score_row", "topk_mean"]
 
 
 class TripleADModel:
@@ -44,8 +44,8 @@ class TripleADModel:
         self.category = category
         self.config = config
         self.banks: dict[str, MemoryBank] = {}
-        self.calibration = Calibration(config.modalities, np.zeros((0, len(config.modalities))),
-                                       np.zeros((0, len(config.modalities))))
+        columns = config.score_columns
+        self.calibration = Calibration(columns, np.zeros((0, len(columns))), np.zeros((0, len(columns))))
         self.inputs: InputProfile | None = None  # what it was trained on (None: a model saved before profiles)
         self.identity: ModelIdentity | None = None  # set when loaded from a folder
 
@@ -85,7 +85,8 @@ class TripleADModel:
         return self.calibration.normalise(scores)
 
     def fuse(self, scores: dict[str, float], combo: tuple[str, ...], fusion: str | None = None) -> float:
-        """Fused anomaly score of a modality combination (single modality: its raw score, as the paper)."""
+        """Fused anomaly score of a modality combination (single modality: its raw score, as the paper);
+        ``scores``: every score column of a sample (``score_row``)."""
         return self.calibration.fuse(scores, combo, self.config, fusion)
 
     def threshold(self, combo: tuple[str, ...], fusion: str | None = None, false_alarm_rate: float | None = None
@@ -98,12 +99,14 @@ class TripleADModel:
         combo = self.config.modalities
         rate = self.config.false_alarm_rate if false_alarm_rate is None else false_alarm_rate
         results = self.score(data)
-        raw = {m: r.score for m, r in results.items()}
-        normalised = self.normalise(raw)
+        row = score_row(results)
+        raw = {m: row[self.config.column(m, combo)] for m in combo}  # as the model's own method scores them
+        z = self.normalise({self.config.column(m, combo): raw[m] for m in combo})
+        normalised = {m: z[self.config.column(m, combo)] for m in combo}
         maps = {m: r.anomaly_map for m, r in results.items()}
         warnings = self.inputs.warnings(SampleShape.of(data), combo, maps) if self.inputs else []
         return Detection(sample or str(data.record.rgb_path.parent), self.category, combo, raw, normalised,
-                         self.fuse(raw, combo), self.config.fusion, self.threshold(combo, false_alarm_rate=rate),
+                         self.fuse(row, combo), self.config.fusion, self.threshold(combo, false_alarm_rate=rate),
                          rate, maps, tuple(warnings))
 
     # -- persistence ---------------------------------------------------------------

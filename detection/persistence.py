@@ -28,6 +28,9 @@ from .fusion import Calibration
 from .memory_bank import MemoryBank
 
 MODEL_FILE = "model.json"
+# what models written before the paper preset (format 3 and older) computed, setting by setting
+PRE_PAPER_SETTINGS = {"preset": "default", "coreset": "fast", "normalisation": "per_dimension", "object_score": "topk",
+                      "bank_views": "own", "map_protocol": "native", "gate_lambda": [1.0, 1.0, 1.0]}
 ARRAYS_FILE = "model.safetensors"
 
 
@@ -50,7 +53,7 @@ class ModelRecord(Record):
     """``model.json``: what a model folder holds and how it was trained."""
 
     FORMAT = "mulsen-model"
-    VERSION = 3  # 3: banks may carry per-entry tolerances (config.bank_tolerance)
+    VERSION = 4  # 3: banks may carry per-entry tolerances; 4: the paper's settings (preset, coreset, ...)
     WHAT = "model description"
 
     category: str
@@ -64,12 +67,18 @@ class ModelRecord(Record):
     @classmethod
     def migrate(cls, data: dict[str, Any]) -> dict[str, Any]:
         """Version 2 models were trained before bank tolerances existed (their banks score without them) and
-        before the IR gain and compression options (absent: off, as they were trained)."""
-        if data.get("format") != f"{cls.FORMAT}/2":
+        before the IR gain and compression options (absent: off, as they were trained); versions 2 and 3
+        before the paper's settings (absent: the default computation, which they were trained with)."""
+        if data.get("format") not in (f"{cls.FORMAT}/2", f"{cls.FORMAT}/3"):
             return super().migrate(data)
         config = data.get("config")
         if isinstance(config, dict):
-            data = {**data, "config": {"bank_tolerance": False, **config}}
+            if data.get("format") == f"{cls.FORMAT}/2":
+                config = {"bank_tolerance": False, **config}
+            config = {**PRE_PAPER_SETTINGS, **config}
+            if isinstance(config.get("points"), dict):
+                config["points"] = {"frame": "unit_sphere", "train_mode": False, **config["points"]}
+            data = {**data, "config": config}
         return {**data, "format": cls.tag()}
 
     @classmethod
@@ -216,10 +225,11 @@ def load_model(folder: str | Path, modalities: tuple[str, ...] | None = None, de
                                   tensors.get(f"{m}.tolerance"))
             if len(banks[m].features) != record.bank_sizes.get(m):
                 raise KeyError(f"{m} bank size")
-        calibration = Calibration(config.modalities, tensors["holdout_scores"], tensors["insample_scores"])
+        calibration = Calibration(config.score_columns, tensors["holdout_scores"], tensors["insample_scores"])
     except (KeyError, ValueError) as exc:
         raise MulsenError(f"{folder}: model arrays do not match {MODEL_FILE} ({exc})") from None
-    if calibration.holdout_scores.shape[1:] != (len(config.modalities),):
+    if calibration.holdout_scores.shape[1:] != (len(config.score_columns),) \
+            or calibration.insample_scores.shape[1:] != (len(config.score_columns),):
         raise MulsenError(f"{folder}: model arrays do not match {MODEL_FILE} (calibration scores)")
     return LoadedModel(record.category, config, banks, calibration, record.inputs, record.arrays_sha256,
                        record.toolkit_version)

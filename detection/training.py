@@ -20,7 +20,7 @@ from .config import DetectorConfig
 from .detect import BACKGROUND_QUANTILE, InputProfile, SampleShape
 from .fusion import Calibration
 from .memory_bank import MemoryBank
-from .scoring import bank_candidates, extract, fit_bank, object_score, patch_scores
+from .scoring import bank_candidates, extract, fit_bank, view_scores, views
 
 WORKERS = available_cores()  # processes for loading and extraction, the banks, and scoring
 INSAMPLE_DIAGNOSTIC = 20  # in-sample rows kept when the gate does not need them all
@@ -29,7 +29,12 @@ Progress = Callable[[Iterable[T], int], Iterable[T]]
 
 
 def holdout_split(count: int, config: DetectorConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(held-out indices, bank indices) of ``count`` training normals, drawn from the config's seed."""
+    """(held-out indices, bank indices) of ``count`` training normals, drawn from the config's seed; with a
+    hold-out fraction of 0 (the paper's) every normal builds the banks and none is held out."""
+    if config.holdout_fraction == 0:
+        if count < 2:
+            raise MulsenError(f"{count} training samples are too few (need at least 2)")
+        return np.zeros(0, np.int64), np.arange(count)
     if count < config.min_holdout + 2:
         raise MulsenError(f"{count} training samples are too few (need at least {config.min_holdout + 2}: "
                           f"{config.min_holdout} held out to calibrate, 2 for the banks)")
@@ -80,21 +85,32 @@ def train_banks(load: Callable[[T], SampleData], records: Sequence[T], config: D
     banks = dict(zip(modalities, built, strict=True))
     del features, candidates
 
-    def scored(per: dict[str, tuple[np.ndarray, Any]]) -> tuple[list[float], list[float]]:
-        """Object scores and the map's background level (``BACKGROUND_QUANTILE`` of its patches) per modality."""
-        patches = [patch_scores(banks[m], *per[m]) for m in modalities]
-        return ([object_score(m, p, config) for m, p in zip(modalities, patches, strict=True)],
-                [float(np.quantile(p, BACKGROUND_QUANTILE)) for p in patches])
+    columns = views(banks, config)
+    names = config.score_columns
 
-    # In-sample scores: the paper's gate is fitted on all of them; otherwise a few are kept as a
-    # diagnostic (how much lower than held-out scores they are), which is much cheaper.
-    sampled = bank_cache if config.gate_fit == "paper" else bank_cache[:INSAMPLE_DIAGNOSTIC]
+    def scored(per: dict[str, tuple[np.ndarray, Any]]) -> tuple[list[float], list[float]]:
+        """Scores of every column and the map's background level (``BACKGROUND_QUANTILE`` of the patches of
+        the column the maps come from) per modality."""
+        row: dict[str, float] = {}
+        levels = []
+        for m in modalities:
+            got = view_scores(banks[m], *per[m], config, m, {c: v for c, v in columns.items() if v.modality == m})
+            row.update({c: score for c, (score, _) in got.items()})
+            levels.append(float(np.quantile(got[config.column(m, modalities)][1], BACKGROUND_QUANTILE)))
+        return [row[c] for c in names], levels
+
+    # In-sample scores: the paper's gate is fitted on all of them, and without held-out normals they
+    # calibrate; otherwise a few are kept as a diagnostic (how much lower than held-out scores they are).
+    every = config.gate_fit == "paper" or not len(held)
+    sampled = bank_cache if every else bank_cache[:INSAMPLE_DIAGNOSTIC]
     rows = run.map(scored, sampled + held)
     del bank_cache
     insample = np.array([r[0] for r in rows[:len(sampled)]])
-    rows = rows[len(sampled):]
+    # without held-out normals (the paper's way) the bank samples' own scores stand in: biased low, so
+    # thresholds from them let more normals through as anomalous than the false-alarm rate says
+    rows = rows[len(sampled):] or rows[:len(sampled)]
     holdout = np.array([r[0] for r in rows])
     levels = np.array([r[1] for r in rows])
     background = {m: (float(levels[:, k].mean()), float(levels[:, k].std())) for k, m in enumerate(modalities)}
     profile = InputProfile.of(profile_shapes, background)
-    return banks, Calibration(modalities, holdout, insample), profile
+    return banks, Calibration(names, holdout, insample), profile

@@ -7,7 +7,18 @@ from pathlib import Path
 
 from mulsen.core.files import output_folder
 from mulsen.core.progress import bar
-from mulsen.detection.config import FUSIONS, GATE_FITS, DetectorConfig, all_combinations, parse_modalities
+from mulsen.detection.config import (
+    CHOICES,
+    FUSIONS,
+    GATE_FITS,
+    PRESETS,
+    PROTOCOLS,
+    DetectorConfig,
+    all_combinations,
+    paper_config,
+    parse_modalities,
+)
+from mulsen.detection.features import POINT_FRAMES
 
 from .options import add_backend_options, add_field_option, executor_from
 
@@ -24,33 +35,68 @@ def register(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--all", action="store_true", help="train every category")
     tr.add_argument("--out", type=Path, required=True, help="models folder (one subfolder per category)")
     tr.add_argument("--modalities", default="rgb,ir,pc", help="comma list of rgb, ir, pc (default all three)")
+    tr.add_argument("--preset", choices=PRESETS, default="default",
+                    help="default: the corrected, weight-free detector; paper: MulSen-TripleAD as its official code "
+                    "computes it (DINO ViT-B/8 + Point-MAE, needing --image-weights and --point-weights, or other "
+                    "backbones named here; every setting below follows the preset unless given; README: "
+                    "'Reproducing the paper')")
     add_backend_options(tr, "loading, feature extraction and the banks")
+    paper = paper_config()
     add_field_option(tr, "--coreset-ratio", DetectorConfig, "coreset_ratio",
-                     "share of the normals' patches kept in each memory bank, in (0, 1]")
+                     "share of the normals' patches kept in each memory bank, in (0, 1]", preset=paper)
     add_field_option(tr, "--max-bank-size", DetectorConfig, "max_bank_size",
-                     "most patches a bank keeps, whatever the ratio gives (scoring time is linear in it)")
+                     "most patches a bank keeps, whatever the ratio gives (scoring time is linear in it)", preset=paper)
     add_field_option(tr, "--coreset-projection-dim", DetectorConfig, "coreset_projection_dim",
-                     "dimensions the coreset selection works in (random projection; 0: none)")
+                     "dimensions the fast coreset selection works in (random projection; 0: none)", preset=paper)
     add_field_option(tr, "--fusion", DetectorConfig, "fusion", "zmean: mean of held-out z-scores; gate: the paper's "
                      "SGDOneClassSVM weighting (fragile with few held-out normals); max: largest z-score",
-                     choices=FUSIONS)
+                     choices=FUSIONS, preset=paper)
     add_field_option(tr, "--gate-fit", DetectorConfig, "gate_fit",
-                     "paper: fit the gate in-sample on the bank samples, as the original code", choices=GATE_FITS)
+                     "holdout: the gate fitted on held-out normals' scores divided by their spread; paper: on the "
+                     "bank samples' own raw scores, as the original code", choices=GATE_FITS, preset=paper)
+    add_field_option(tr, "--gate-lambda", DetectorConfig, "gate_lambda",
+                     "RGB,IR,PC factors on the gate's inputs (M3DM's DLF: 0.1,1,1)", type=_lambdas, preset=paper)
     add_field_option(tr, "--false-alarm-rate", DetectorConfig, "false_alarm_rate",
-                     "share of normals the saved decision threshold lets through as anomalous")
-    add_field_option(tr, "--seed", DetectorConfig, "seed", "seed of the hold-out split and the coresets")
+                     "share of normals the saved decision threshold lets through as anomalous", preset=paper)
+    add_field_option(tr, "--seed", DetectorConfig, "seed", "seed of the hold-out split and the coresets", preset=paper)
+    items = tr.add_argument_group("the paper's computation, item by item (--preset paper sets them all)")
+    add_field_option(items, "--holdout-fraction", DetectorConfig, "holdout_fraction",
+                     "share of training normals held out to calibrate (0: all build the banks; calibration then "
+                     "on their own, biased-low scores)", preset=paper)
+    add_field_option(items, "--coreset", DetectorConfig, "coreset", "fast: projected to a few dimensions, seeded "
+                     "start, two rounds; paper: SparseRandomProjection eps 0.9, start at row 0, int(ratio x rows)",
+                     choices=CHOICES["coreset"], preset=paper)
+    add_field_option(items, "--normalisation", DetectorConfig, "normalisation", "per_dimension or scalar (one "
+                     "mean/std per bank)", choices=CHOICES["normalisation"], preset=paper)
+    add_field_option(items, "--bank-tolerance", DetectorConfig, "bank_tolerance", "score each bank entry against "
+                     "how far other normals lie from it (yes/no)", type=_yes_no, preset=paper)
+    add_field_option(items, "--object-score", DetectorConfig, "object_score", "topk: mean of the k largest patch "
+                     "scores; paper: the largest / 1000 times the 3-neighbour reweighting",
+                     choices=CHOICES["object_score"], preset=paper)
+    add_field_option(items, "--bank-views", DetectorConfig, "bank_views", "own: one bank per modality for every "
+                     "combination; paper: each combination scored as the official separate method (Triple's 1 %% "
+                     "RGB/IR banks, std swaps)", choices=CHOICES["bank_views"], preset=paper)
+    add_field_option(items, "--map-protocol", DetectorConfig, "map_protocol", "native: maps at the image size; "
+                     "paper: 224 x 224 with the 8-bit blur", choices=CHOICES["map_protocol"], preset=paper)
     nets = tr.add_argument_group("pretrained backbones (optional; the default is weight-free)")
     nets.add_argument("--image-backbone", choices=["handcrafted", "raw_patches", "random_conv",
                                                    "vit_base_patch8_224.dino"],
-                      default="handcrafted", help="RGB/IR features: weight-free descriptors (default); raw pixel "
-                      "blocks or a random conv stack (weight-free, for comparison); or the paper's DINO ViT-B/8")
+                      default=None, help="RGB/IR features: weight-free descriptors (default); raw pixel blocks or a "
+                      "random conv stack (weight-free, for comparison); or the paper's DINO ViT-B/8 (--preset "
+                      "paper's)")
     nets.add_argument("--image-weights", help="local weights file for the image backbone (.safetensors or .pth)")
     nets.add_argument("--ir-backbone", choices=["same", "handcrafted", "raw_patches", "random_conv"], default="same",
                       help="IR features: same = the image backbone (default, as in the paper; the weight-free one with "
-                      "specular glints filtered out), or another one")
-    nets.add_argument("--point-backbone", choices=["fpfh", "point_mae"], default="fpfh",
-                      help="point features: FPFH (default, weight-free) or the paper's Point-MAE")
+                      "specular glints filtered out, except under --preset paper), or another one")
+    nets.add_argument("--point-backbone", choices=["fpfh", "point_mae"], default=None,
+                      help="point features: FPFH (default, weight-free) or the paper's Point-MAE (--preset paper's)")
     nets.add_argument("--point-weights", help="local pointmae_pretrain.pth")
+    nets.add_argument("--point-frame", choices=POINT_FRAMES, default=None,
+                      help="Point-MAE input: unit_sphere (default, the frame it was pretrained in) or centred "
+                      "(centred only, in the file's mm: --preset paper's, as the original)")
+    nets.add_argument("--point-mode", choices=["eval", "train"], default=None,
+                      help="Point-MAE mode: eval (default, deterministic) or train (--preset paper's, as the "
+                      "original: DropPath active, BatchNorm on each cloud's statistics, features stochastic)")
     nets.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the networks run")
     tr.set_defaults(handler=_train)
 
@@ -63,6 +109,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--modalities", default="rgb,ir,pc")
     ev.add_argument("--all-combinations", action="store_true", help="single, dual and triple (Table 5)")
     ev.add_argument("--fusion", choices=FUSIONS, default=None, help="override the model's fusion")
+    ev.add_argument("--preset", choices=PROTOCOLS, default=None,
+                    help="metrics protocol (default: the model's preset): corrected (images compared at width 256, "
+                    "aspect kept; AUPR = average precision) or paper (maps and masks at 224 x 224, AUPR = "
+                    "auc(recall, precision), Tables 5 and 6 in the paper's layout and rounding)")
     ev.add_argument("--category", action="append", help="only these categories")
     add_backend_options(ev, "scoring test samples")
     ev.add_argument("--out", type=Path, help="folder for results.json, object_auroc.csv and per_sample.csv")
@@ -109,40 +159,92 @@ def _dataset(path: Path):
     return MulsenDataset(path)
 
 
-def _ir_config(args: argparse.Namespace):
+# options whose default is the chosen preset's (None: not given)
+PRESET_OPTIONS = ("coreset_ratio", "max_bank_size", "coreset_projection_dim", "fusion", "gate_fit", "gate_lambda",
+                  "false_alarm_rate", "seed", "holdout_fraction", "coreset", "normalisation", "bank_tolerance",
+                  "object_score", "bank_views", "map_protocol")
+
+
+def _lambdas(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"give three numbers RGB,IR,PC, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def _yes_no(text: str) -> bool:
+    if text.lower() in ("yes", "true", "1", "on"):
+        return True
+    if text.lower() in ("no", "false", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"give yes or no, got {text!r}")
+
+
+def detector_config(args: argparse.Namespace) -> DetectorConfig:
+    """The configuration ``mulsen train``'s options ask for: the preset's, changed where an option was given."""
+    import dataclasses
+
+    from mulsen.detection.backbones import resolve_device
     from mulsen.detection.features import ImageFeatureConfig
 
-    if args.ir_backbone == "same":
-        return DetectorConfig().infrared if args.image_backbone == "handcrafted" else None
-    return ImageFeatureConfig(backbone=args.ir_backbone)
+    paper = args.preset == "paper"
+    base = paper_config() if paper else DetectorConfig()
+    device = resolve_device(args.device)
+    image = ImageFeatureConfig(backbone=args.image_backbone or base.image.backbone, weights=args.image_weights,
+                               device=device)
+    if args.ir_backbone != "same":
+        infrared = ImageFeatureConfig(backbone=args.ir_backbone)
+    elif image.backbone == "handcrafted" and not paper:  # the weight-free IR extractor's filters
+        infrared = base.infrared
+    else:  # one extractor for RGB and IR, as the paper
+        infrared = None
+    points = dataclasses.replace(base.points, backbone=args.point_backbone or base.points.backbone,
+                                 weights=args.point_weights, device=device)
+    if args.point_frame:
+        points = dataclasses.replace(points, frame=args.point_frame)
+    if args.point_mode:
+        points = dataclasses.replace(points, train_mode=args.point_mode == "train")
+    given = {name: getattr(args, name) for name in PRESET_OPTIONS if getattr(args, name) is not None}
+    config = dataclasses.replace(base, modalities=parse_modalities(args.modalities), image=image, infrared=infrared,
+                                 points=points, **given)
+    from mulsen.core.errors import MulsenError
+    from mulsen.detection.backbones import WEIGHT_SOURCES
+
+    for m in config.modalities:  # before any training: a missing file would stop it at the first sample
+        extractor = config.extractor(m)
+        if extractor.backbone in WEIGHT_SOURCES and not extractor.weights:
+            flag, free = ("--point-weights", "--point-backbone fpfh") if m == "pointcloud" else \
+                ("--image-weights", "--image-backbone handcrafted")
+            raise MulsenError(f"the {m} backbone {extractor.backbone} needs its weights: give {flag} FILE "
+                              f"({WEIGHT_SOURCES[extractor.backbone]}; nothing is downloaded), or {free} for "
+                              f"{'the paper computation on ' if paper else ''}weight-free features")
+    return config
 
 
 def _train(args: argparse.Namespace) -> int:
+    import sys
+
     from mulsen.detection.model import TripleADModel
 
     ds = _dataset(args.dataset)
     categories = ds.categories if args.all else args.category
     output_folder(args.out, "model folder")  # checked before minutes of training, not after
-    from mulsen.detection.backbones import resolve_device
-    from mulsen.detection.features import ImageFeatureConfig, PointFeatureConfig
-
-    device = resolve_device(args.device)
-    config = DetectorConfig(modalities=parse_modalities(args.modalities), coreset_ratio=args.coreset_ratio,
-                            max_bank_size=args.max_bank_size, coreset_projection_dim=args.coreset_projection_dim,
-                            fusion=args.fusion, gate_fit=args.gate_fit, false_alarm_rate=args.false_alarm_rate,
-                            seed=args.seed,
-                            image=ImageFeatureConfig(backbone=args.image_backbone, weights=args.image_weights,
-                                                     device=device),
-                            infrared=_ir_config(args),
-                            points=PointFeatureConfig(backbone=args.point_backbone, weights=args.point_weights,
-                                                      device=device))
+    config = detector_config(args)
+    gpus = 1.0 if "cuda" in (config.image.device, config.points.device) else 0.0
     for category in categories:
         records = ds.records(category, "train")
         model = TripleADModel(category, config).fit(ds.load, records, progress=bar(f"train {category}"),
-                                                    workers=executor_from(args, gpus=1.0 if device == "cuda" else 0.0))
+                                                    workers=executor_from(args, gpus=gpus))
         folder = model.save(args.out / category)
         sizes = ", ".join(f"{m} {len(b.features)}" for m, b in model.banks.items())
         print(f"{category}: {len(records)} normals, banks [{sizes}] -> {folder}")
+    if config.holdout_fraction == 0:
+        print("note: no normals were held out (the paper's way): the saved thresholds come from the bank samples' "
+              "own scores, which are biased low, so 'mulsen detect' will call most normals anomalous; the paper "
+              "reports AUROC only. For usable verdicts train with --holdout-fraction 0.2.", file=sys.stderr)
     return 0
 
 
@@ -172,25 +274,29 @@ def _evaluate(args: argparse.Namespace) -> int:
     if missing and (args.strict or len(missing) == len(categories)):
         raise MulsenError(f"{args.models}: no model for {', '.join(missing)} (train it with 'mulsen train')")
     results = []
+    protocols: set[str] = set()
     for category in categories:
         if category in missing:
             continue
         model = TripleADModel.load(args.models / category, modalities)
         results.append(evaluate_category(ds, model, combos, args.fusion, progress=bar(f"evaluate {category}"),
-                                         jobs=executor_from(args)))
-    print("Object-level AUROC (single = raw score; dual/triple = fused)")
-    print(table5(results))
+                                         jobs=executor_from(args), protocol=args.preset))
+        protocols.add(args.preset or ("paper" if model.config.preset == "paper" else "corrected"))
+    paper = protocols == {"paper"}
+    print("Object-level AUROC (single = raw score; dual/triple = fused)" + (
+        "; the paper's Table 5 layout" if paper else ""))
+    print(table5(results, paper))
     print("\nModality-specific object AUROC (each modality against its own labels; defects it cannot see count "
           "as normal)")
     print(modality_table(results))
     print("\nVerdicts at each model's calibrated threshold (all categories)")
     print(confusion_table(results))
-    print("\nLocalisation per modality")
-    print(table6(results))
+    print("\nLocalisation per modality" + ("; the paper's Table 6 layout" if paper else ""))
+    print(table6(results, paper))
     if args.out:
-        write_results(results, args.out, missing)
-        print(f"\nwrote {args.out / 'results.json'}, {args.out / 'object_auroc.csv'} and "
-              f"{args.out / 'per_sample.csv'}")
+        write_results(results, args.out, missing, paper)
+        print(f"\nwrote {args.out / 'results.json'}, object_auroc.csv, per_sample.csv and Tables 5 and 6 "
+              f"(table5.csv/.md, table6.csv/.md) in {args.out}")
     if missing:
         print(f"warning: no model for {', '.join(missing)} in {args.models}; evaluated the other categories "
               "(--strict refuses)", file=sys.stderr)

@@ -21,13 +21,27 @@ def field_default(cls: type, name: str) -> Any:
     raise ValueError(f"{cls.__name__} has no field {name!r}")
 
 
+def _shown(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return ",".join(_shown(v) for v in value)
+    return str(value)
+
+
 def add_field_option(parser: argparse.ArgumentParser | Any, flag: str, cls: type, name: str, help: str,
-                     **kwargs: Any) -> None:
-    """``parser.add_argument(flag)`` with the type and default of ``cls.name``, the default shown in the help."""
+                     preset: Any = None, **kwargs: Any) -> None:
+    """``parser.add_argument(flag)`` with the type and default of ``cls.name``, the default shown in the help.
+
+    ``preset``: an instance of ``cls`` another preset starts from; the option then defaults to None (not
+    given: the chosen preset's value) and the help shows both defaults."""
     default = field_default(cls, name)
     kind = kwargs.pop("type", None) or (type(default) if default is not None else str)
-    shown = f"{default:g}" if isinstance(default, float) else str(default)
-    parser.add_argument(flag, type=kind, default=default, help=f"{help} (default {shown})", **kwargs)
+    if preset is None:
+        parser.add_argument(flag, type=kind, default=default, help=f"{help} (default {_shown(default)})", **kwargs)
+        return
+    parser.add_argument(flag, type=kind, default=None, **kwargs,
+                        help=f"{help} (default {_shown(default)}; --preset paper: {_shown(getattr(preset, name))})")
 
 
 def add_backend_options(parser: argparse.ArgumentParser, work: str) -> None:

@@ -181,7 +181,7 @@ def test_save_load_round_trips_scores_exactly_and_tampering_is_refused(trained):
             TripleADModel.load(folder)
     (folder / "model.safetensors").write_bytes(original)
     meta = (folder / "model.json").read_text()
-    for edited, message in ((meta.replace('"mulsen-model/3"', '"mulsen-model/99"'), "not a model description file"),
+    for edited, message in ((meta.replace('"mulsen-model/4"', '"mulsen-model/99"'), "not a model description file"),
                             (meta.replace('"coreset_ratio"', '"coreset_ration"'),
                              r"config.coreset_ratio: missing \(model written by mulsen-toolkit .*, this is"),
                             (meta.replace('"coreset_ratio"', '"bogus": 1, "coreset_ratio"'), "unknown field bogus"),

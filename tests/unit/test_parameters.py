@@ -11,7 +11,7 @@ import pytest
 from mulsen.acquisition.lockin import FREQUENCY_RANGE_HZ, LockInWindow
 from mulsen.acquisition.thermography import LockInSettings
 from mulsen.cli import build_parser, main
-from mulsen.core.errors import ConfigError
+from mulsen.core.errors import ConfigError, MulsenError
 from mulsen.dataset.reader import MulsenDataset
 from mulsen.dataset.writer import DatasetWriter
 from mulsen.detection.config import DetectorConfig
@@ -51,11 +51,25 @@ def test_the_lockin_frequency_range_is_checked_once_for_settings_and_window():
 
 
 def test_cli_defaults_are_the_dataclass_defaults(tmp_path: Path):
-    args = build_parser().parse_args(["train", str(tmp_path), "--all", "--out", str(tmp_path / "m")])
-    defaults = DetectorConfig()
-    for name in ("coreset_ratio", "max_bank_size", "coreset_projection_dim", "fusion", "gate_fit",
-                 "false_alarm_rate", "seed"):
-        assert getattr(args, name) == getattr(defaults, name), name
+    from mulsen.commands.inspect import detector_config
+    from mulsen.detection.config import paper_config
+
+    def config(*options: str) -> DetectorConfig:
+        return detector_config(build_parser().parse_args(["train", str(tmp_path), "--all", "--out",
+                                                          str(tmp_path / "m"), "--device", "cpu", *options]))
+
+    assert config() == DetectorConfig()
+    assert config("--preset", "paper", "--image-weights", "v.pth", "--point-weights", "p.pth") == paper_config("v.pth",
+                                                                                                               "p.pth")
+    # an option given wins over the preset; the rest stays the preset's
+    mixed = config("--preset", "paper", "--image-backbone", "handcrafted", "--point-backbone", "fpfh",
+                   "--holdout-fraction", "0.2", "--gate-lambda", "0.1,1,1", "--point-mode", "eval")
+    assert (mixed.holdout_fraction, mixed.gate_lambda, mixed.coreset, mixed.object_score) == (0.2, (0.1, 1, 1), "paper",
+                                                                                             "paper")
+    assert mixed.image.backbone == "handcrafted" and mixed.infrared is None  # one extractor for RGB and IR
+    assert (mixed.points.backbone, mixed.points.frame, mixed.points.train_mode) == ("fpfh", "centred", False)
+    with pytest.raises(MulsenError, match="needs its weights: give --image-weights FILE"):
+        config("--preset", "paper", "--point-weights", "p.pth")
     capture = build_parser().parse_args(["capture", "ir", str(tmp_path / "ir"), "--sim", "s"])
     settings = LockInSettings()
     assert (capture.frequency, capture.periods, capture.settle, capture.fps, capture.power,
