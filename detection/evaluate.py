@@ -311,9 +311,9 @@ def write_results(results: list[CategoryResult], out: Path, missing: tuple[str, 
     """``results.json``, ``per_sample.csv``, ``object_auroc.csv`` (full precision) and Tables 5 and 6 as CSV and
     Markdown (``table5.csv``/``.md``, ``table6.csv``/``.md``; ``paper``: in the paper's layout and rounding)."""
     out.mkdir(parents=True, exist_ok=True)
-    for name, table in (("table5", table5_rows(results, paper)), ("table6", table6_rows(results, paper))):
-        atomic_write_text(out / f"{name}.csv", csv_text(*table))
-        atomic_write_text(out / f"{name}.md", markdown(*table))
+    for name, rows in (("table5", table5_rows(results, paper)), ("table6", table6_rows(results, paper))):
+        atomic_write_text(out / f"{name}.csv", csv_text(*rows))
+        atomic_write_text(out / f"{name}.md", markdown(*rows))
     EvaluationResults.of(results, missing).write(out / "results.json")
     samples = io.StringIO()
     table = csv.writer(samples, lineterminator="\n")

@@ -172,7 +172,7 @@ def _lambdas(text: str) -> tuple[float, float, float]:
         values = ()
     if len(values) != 3:
         raise argparse.ArgumentTypeError(f"give three numbers RGB,IR,PC, got {text!r}")
-    return values  # type: ignore[return-value]
+    return values[0], values[1], values[2]
 
 
 def _yes_no(text: str) -> bool:
@@ -195,6 +195,7 @@ def detector_config(args: argparse.Namespace) -> DetectorConfig:
     device = resolve_device(args.device)
     image = ImageFeatureConfig(backbone=args.image_backbone or base.image.backbone, weights=args.image_weights,
                                device=device)
+    infrared: ImageFeatureConfig | None
     if args.ir_backbone != "same":
         infrared = ImageFeatureConfig(backbone=args.ir_backbone)
     elif image.backbone == "handcrafted" and not paper:  # the weight-free IR extractor's filters
