@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 from mulsen.core.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from .config import DetectorConfig, all_combinations, combo_name, parse_modalities
+    from .config import DetectorConfig, all_combinations, combo_name, paper_config, parse_modalities
     from .detect import Detection, DetectionReport, load_capture
     from .evaluate import CategoryResult, EvaluationResults, evaluate_category
     from .features import ImageFeatureConfig, PointFeatureConfig
@@ -19,6 +19,7 @@ _EXPORTS = {
     "all_combinations": "config",
     "combo_name": "config",
     "parse_modalities": "config",
+    "paper_config": "config",
     "ImageFeatureConfig": "features",
     "PointFeatureConfig": "features",
     "TripleADModel": "model",
@@ -38,6 +39,6 @@ _EXPORTS = {
 __all__ = [
     "CategoryResult", "Detection", "DetectionReport", "Detector", "DetectorConfig", "EvaluationResults",
     "ImageFeatureConfig", "MemoryBank", "PointFeatureConfig", "TripleADModel", "all_combinations", "aupr", "aupro",
-    "auroc", "combo_name", "evaluate_category", "f1_max", "load_capture", "parse_modalities",
+    "auroc", "combo_name", "evaluate_category", "f1_max", "load_capture", "paper_config", "parse_modalities",
 ]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
