@@ -231,3 +231,16 @@ def test_models_before_the_paper_settings_load_as_the_default_computation(small_
     (folder / "model.json").write_text(json.dumps(meta))
     loaded = TripleADModel.load(folder)
     assert loaded.config == DetectorConfig(modalities=("rgb", "pointcloud"))
+
+
+def test_paper_protocol_scores_masks_resized_nearest_to_224_squashed():
+    from mulsen.detection.evaluate import _paper_size
+
+    mask = np.zeros((480, 640), bool)
+    mask[100:200, 320:640] = True
+    small = _paper_size(mask, nearest=True)
+    # NEAREST: output pixel i reads source pixel floor((i + 0.5) x 480 / 224) (rows), x 640 / 224 (columns)
+    rows = np.floor((np.arange(224) + 0.5) * 480 / 224).astype(int)
+    cols = np.floor((np.arange(224) + 0.5) * 640 / 224).astype(int)
+    assert small.shape == (224, 224) and np.array_equal(small, mask[np.ix_(rows, cols)])
+    assert _paper_size(np.ones((224, 224), np.float32), nearest=False).shape == (224, 224)
