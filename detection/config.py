@@ -26,12 +26,11 @@ GATE_FITS: tuple[GateFit, ...] = ("holdout", "paper")
 Preset = Literal["default", "paper"]
 PRESETS: tuple[Preset, ...] = ("default", "paper")
 CoresetMethod = Literal["fast", "paper"]
-Normalisation = Literal["per_dimension", "scalar"]
 ObjectScore = Literal["topk", "paper"]
 BankViews = Literal["own", "paper"]
 MapProtocol = Literal["native", "paper"]
-CHOICES = {"coreset": ("fast", "paper"), "normalisation": ("per_dimension", "scalar"),
-           "object_score": ("topk", "paper"), "bank_views": ("own", "paper"), "map_protocol": ("native", "paper")}
+CHOICES = {"coreset": ("fast", "paper"), "object_score": ("topk", "paper"), "bank_views": ("own", "paper"),
+           "map_protocol": ("native", "paper")}
 Protocol = Literal["corrected", "paper"]  # how ``mulsen evaluate`` compares maps and computes AUPR
 PROTOCOLS: tuple[Protocol, ...] = ("corrected", "paper")
 UNCAPPED = 2 ** 31 - 1  # max_bank_size of the paper preset: the official code keeps 10 % whatever it comes to
@@ -93,9 +92,6 @@ class DetectorConfig:
     # fast: Gaussian projection to coreset_projection_dim, seeded start, two rounds; paper: sklearn's
     # SparseRandomProjection (eps 0.9), start at row 0, int(ratio x rows), one round over every patch
     coreset: CoresetMethod = "fast"
-    # per_dimension: each feature dimension standardised (with a floor); scalar: one mean/std over all
-    # elements of the bank (the official code's)
-    normalisation: Normalisation = "per_dimension"
     # topk: mean of the k largest patch scores; paper: the largest, times PatchCore's reweighting (3 neighbours)
     object_score: ObjectScore = "topk"
     # own: one bank per modality serves every combination; paper: each combination scores as the official
@@ -137,8 +133,8 @@ class DetectorConfig:
             value = getattr(self, name)
             if value not in choices:
                 raise ConfigError(f"unknown {name.replace('_', ' ')} {value!r} (use {', '.join(choices)})")
-        if self.bank_views == "paper" and (self.coreset != "paper" or self.normalisation != "scalar"
-                                           or self.bank_tolerance):
+        scalar = all(self.extractor(m).normalisation == "scalar" for m in self.modalities)
+        if self.bank_views == "paper" and (self.coreset != "paper" or not scalar or self.bank_tolerance):
             # a view is a prefix of a greedy order from row 0 under one scalar scale: only then is the Triple's
             # smaller coreset the first entries of the larger one, and a std swap one factor on every distance
             raise ConfigError("paper bank views need the paper coreset, scalar normalisation and no bank tolerances")
@@ -181,14 +177,15 @@ def paper_config(image_weights: str | None = None, point_weights: str | None = N
                  **fields: Any) -> DetectorConfig:
     """MulSen-TripleAD as the official code computes it (``../shared/docs/tripleAD-reference.md``): DINO ViT-B/8
     for RGB and IR (one shared network), Point-MAE in train mode on the centred cloud in its own units, banks
-    from every training normal, the paper coreset, scalar normalisation, reweighted max scores, per-method
+    from every training normal, the paper coreset, scalar bank normalisation, reweighted max scores, per-method
     banks, maps at 224 x 224 and the gate fitted in-sample on raw scores. ``fields`` override any setting
     (e.g. weight-free backbones: the paper's computation around other features)."""
     points = PointFeatureConfig(backbone="point_mae", weights=point_weights, device=device, frame="centred",
-                                train_mode=True, smoothing_neighbours=1)
+                                train_mode=True, smoothing_neighbours=1, normalisation="scalar")
     base = DetectorConfig(
-        image=ImageFeatureConfig(backbone="vit_base_patch8_224.dino", weights=image_weights, device=device),
+        image=ImageFeatureConfig(backbone="vit_base_patch8_224.dino", weights=image_weights, device=device,
+                                 normalisation="scalar"),
         infrared=None, points=points, coreset_ratio=0.1, max_bank_size=UNCAPPED, holdout_fraction=0.0,
         bank_tolerance=False, image_topk=1, point_topk=1, fusion="gate", gate_fit="paper", preset="paper",
-        coreset="paper", normalisation="scalar", object_score="paper", bank_views="paper", map_protocol="paper")
+        coreset="paper", object_score="paper", bank_views="paper", map_protocol="paper")
     return replace(base, **fields)

@@ -45,8 +45,12 @@ class ImageFeatureConfig:
     # "log": descriptors compressed as sign(x) log(1 + |x| / 0.02) before the bank, so that rims and edges
     # (large, variable gradient energy) stop outweighing faint contrast on flat areas
     compress: Literal["none", "log"] = "none"
+    # how the bank compares these features: per_dimension (each dimension standardised, with a floor: the
+    # descriptors' dimensions have unlike spreads) or scalar (one mean/std over the bank, the official code's)
+    normalisation: Literal["per_dimension", "scalar"] = "per_dimension"
 
     def __post_init__(self) -> None:
+        _check_normalisation(self.normalisation)
         if not 0 <= self.gain_percentile < 100:
             raise ConfigError(f"gain percentile must be in [0, 100), got {self.gain_percentile:g}")
         if self.compress not in COMPRESSIONS:
@@ -58,6 +62,14 @@ class ImageFeatureConfig:
         if self.work_width < 16 or self.stride < 1 or not self.scales or min(self.scales) < 1:
             raise ConfigError("image features need a working width >= 16, a stride >= 1 and positive pooling scales")
         _check_device(self.device)
+
+
+NORMALISATIONS = ("per_dimension", "scalar")
+
+
+def _check_normalisation(value: str) -> None:
+    if value not in NORMALISATIONS:
+        raise ConfigError(f"unknown bank normalisation {value!r} (choices: {', '.join(NORMALISATIONS)})")
 
 
 def _check_device(device: str) -> None:
@@ -228,8 +240,13 @@ class PointFeatureConfig:
     # Point-MAE only: run in train mode as the official code does (DropPath active, BatchNorm on each cloud's
     # own statistics, so features are stochastic); default eval mode
     train_mode: bool = False
+    # how the bank compares the features: scalar (one mean/std: FPFH's bins are histogram shares, and
+    # standardising each bin blows up rare ones: own PC AUROC .859 -> .917 and point AUROC .830 -> .919 on the
+    # hard tuning seed) or per_dimension
+    normalisation: Literal["per_dimension", "scalar"] = "scalar"
 
     def __post_init__(self) -> None:
+        _check_normalisation(self.normalisation)
         if self.frame not in POINT_FRAMES:
             raise ConfigError(f"unknown point frame {self.frame!r} (choices: {', '.join(POINT_FRAMES)})")
         if self.backbone not in POINT_BACKBONES:

@@ -29,8 +29,8 @@ from .memory_bank import MemoryBank
 
 MODEL_FILE = "model.json"
 # what models written before the paper preset (format 3 and older) computed, setting by setting
-PRE_PAPER_SETTINGS = {"preset": "default", "coreset": "fast", "normalisation": "per_dimension", "object_score": "topk",
-                      "bank_views": "own", "map_protocol": "native", "gate_lambda": [1.0, 1.0, 1.0]}
+PRE_PAPER_SETTINGS = {"preset": "default", "coreset": "fast", "object_score": "topk", "bank_views": "own",
+                      "map_protocol": "native", "gate_lambda": [1.0, 1.0, 1.0]}
 ARRAYS_FILE = "model.safetensors"
 
 
@@ -77,7 +77,11 @@ class ModelRecord(Record):
                 config = {"bank_tolerance": False, **config}
             config = {**PRE_PAPER_SETTINGS, **config}
             if isinstance(config.get("points"), dict):
-                config["points"] = {"frame": "unit_sphere", "train_mode": False, **config["points"]}
+                config["points"] = {"frame": "unit_sphere", "train_mode": False, "normalisation": "per_dimension",
+                                    **config["points"]}
+            for extractor in ("image", "infrared"):  # every bank was standardised per dimension then
+                if isinstance(config.get(extractor), dict):
+                    config[extractor] = {"normalisation": "per_dimension", **config[extractor]}
             data = {**data, "config": config}
         return {**data, "format": cls.tag()}
 

@@ -127,7 +127,7 @@ def fit_bank(feature_sets: list[np.ndarray], config: DetectorConfig, index: int,
     return MemoryBank.fit(feature_sets, config.coreset_ratio, config.max_bank_size, seed=seed,
                           projection_dim=config.coreset_projection_dim, tolerance=config.bank_tolerance,
                           candidates=candidates, paper=config.coreset == "paper",
-                          scalar=config.normalisation == "scalar")
+                          scalar=config.extractor(config.modalities[index]).normalisation == "scalar")
 
 
 def bank_candidates(features: np.ndarray, config: DetectorConfig) -> np.ndarray:

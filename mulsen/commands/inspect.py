@@ -18,7 +18,7 @@ from mulsen.detection.config import (
     paper_config,
     parse_modalities,
 )
-from mulsen.detection.features import POINT_FRAMES
+from mulsen.detection.features import NORMALISATIONS, POINT_FRAMES, ImageFeatureConfig, PointFeatureConfig
 
 from .options import add_backend_options, add_field_option, executor_from
 
@@ -66,8 +66,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_field_option(items, "--coreset", DetectorConfig, "coreset", "fast: projected to a few dimensions, seeded "
                      "start, two rounds; paper: SparseRandomProjection eps 0.9, start at row 0, int(ratio x rows)",
                      choices=CHOICES["coreset"], preset=paper)
-    add_field_option(items, "--normalisation", DetectorConfig, "normalisation", "per_dimension or scalar (one "
-                     "mean/std per bank)", choices=CHOICES["normalisation"], preset=paper)
+    add_field_option(items, "--image-normalisation", ImageFeatureConfig, "normalisation", "how the RGB and IR banks "
+                     "compare features: per_dimension (standardised) or scalar (one mean/std per bank)",
+                     choices=NORMALISATIONS, preset=paper.image)
+    add_field_option(items, "--point-normalisation", PointFeatureConfig, "normalisation", "the same for the "
+                     "point-cloud bank", choices=NORMALISATIONS, preset=paper.points)
     add_field_option(items, "--bank-tolerance", DetectorConfig, "bank_tolerance", "score each bank entry against "
                      "how far other normals lie from it (yes/no)", type=_yes_no, preset=paper)
     add_field_option(items, "--object-score", DetectorConfig, "object_score", "topk: mean of the k largest patch "
@@ -161,7 +164,7 @@ def _dataset(path: Path):
 
 # options whose default is the chosen preset's (None: not given)
 PRESET_OPTIONS = ("coreset_ratio", "max_bank_size", "coreset_projection_dim", "fusion", "gate_fit", "gate_lambda",
-                  "false_alarm_rate", "seed", "holdout_fraction", "coreset", "normalisation", "bank_tolerance",
+                  "false_alarm_rate", "seed", "holdout_fraction", "coreset", "bank_tolerance",
                   "object_score", "bank_views", "map_protocol")
 
 
@@ -188,22 +191,23 @@ def detector_config(args: argparse.Namespace) -> DetectorConfig:
     import dataclasses
 
     from mulsen.detection.backbones import resolve_device
-    from mulsen.detection.features import ImageFeatureConfig
 
     paper = args.preset == "paper"
     base = paper_config() if paper else DetectorConfig()
     device = resolve_device(args.device)
+    image_norm = args.image_normalisation or base.image.normalisation
     image = ImageFeatureConfig(backbone=args.image_backbone or base.image.backbone, weights=args.image_weights,
-                               device=device)
+                               device=device, normalisation=image_norm)
     infrared: ImageFeatureConfig | None
     if args.ir_backbone != "same":
-        infrared = ImageFeatureConfig(backbone=args.ir_backbone)
-    elif image.backbone == "handcrafted" and not paper:  # the weight-free IR extractor's filters
-        infrared = base.infrared
+        infrared = ImageFeatureConfig(backbone=args.ir_backbone, normalisation=image_norm)
+    elif image.backbone == "handcrafted" and not paper and base.infrared is not None:  # the weight-free IR filters
+        infrared = dataclasses.replace(base.infrared, normalisation=image_norm)
     else:  # one extractor for RGB and IR, as the paper
         infrared = None
     points = dataclasses.replace(base.points, backbone=args.point_backbone or base.points.backbone,
-                                 weights=args.point_weights, device=device)
+                                 weights=args.point_weights, device=device,
+                                 normalisation=args.point_normalisation or base.points.normalisation)
     if args.point_frame:
         points = dataclasses.replace(points, frame=args.point_frame)
     if args.point_mode:

@@ -3,6 +3,7 @@ configuration, faithfully). Each test names the row of the official code it repr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -25,7 +26,8 @@ from mulsen.detection.fusion import Calibration
 from mulsen.detection.memory_bank import WorstPatch, greedy_order, paper_coreset, standardise
 from mulsen.detection.metrics import aupr, aupr_trapezoid
 
-WEIGHT_FREE = {"image": ImageFeatureConfig(), "points": PointFeatureConfig(smoothing_neighbours=1)}
+WEIGHT_FREE = {"image": ImageFeatureConfig(normalisation="scalar"),
+               "points": PointFeatureConfig(smoothing_neighbours=1)}
 
 
 def test_paper_coreset_is_greedy_from_row_0_with_int_sizing():
@@ -224,13 +226,17 @@ def test_models_before_the_paper_settings_load_as_the_default_computation(small_
         ds.load, records, workers=1).save(tmp_path / "m")
     meta = json.loads((folder / "model.json").read_text())
     meta["format"] = "mulsen-model/3"
-    for key in ("preset", "coreset", "normalisation", "object_score", "bank_views", "map_protocol", "gate_lambda"):
+    for key in ("preset", "coreset", "object_score", "bank_views", "map_protocol", "gate_lambda"):
         del meta["config"][key]
-    for key in ("frame", "train_mode"):
+    for key in ("frame", "train_mode", "normalisation"):
         del meta["config"]["points"][key]
+    for extractor in ("image", "infrared"):
+        del meta["config"][extractor]["normalisation"]
     (folder / "model.json").write_text(json.dumps(meta))
-    loaded = TripleADModel.load(folder)
-    assert loaded.config == DetectorConfig(modalities=("rgb", "pointcloud"))
+    loaded = TripleADModel.load(folder)  # trained before the point bank's scalar default: per dimension, as it was
+    old = DetectorConfig(modalities=("rgb", "pointcloud"))
+    per_dimension = dataclasses.replace(old.points, normalisation="per_dimension")
+    assert loaded.config == dataclasses.replace(old, points=per_dimension)
 
 
 def test_paper_protocol_scores_masks_resized_nearest_to_224_squashed():
