@@ -229,6 +229,10 @@ class PointFeatureConfig:
     normal_smoothing: int = 4  # rounds of face-normal averaging (vertex -> faces -> vertex)
     feature_radii: tuple[float, ...] = (2.6, 5.2)  # in sample spacings
     smoothing_neighbours: int = 8  # a centre's score is the mean over its nearest centres (1: none)
+    # a vertex's map value: inverse-square-distance weighted over its nearest centres (1: the nearest only, as
+    # the official code's 1-NN fill). 4 raised point AUROC by .005 on both tuning seeds but costs 0.045 s per
+    # 90k-vertex mesh at inference (a 4-NN query instead of 1-NN): not the default
+    map_neighbours: int = 1
     max_nn: int = 100
     normal_neighbours: int = 30  # for point clouds without faces only
     backbone: str = "fpfh"
@@ -253,7 +257,7 @@ class PointFeatureConfig:
             raise ConfigError(f"unknown point backbone {self.backbone!r} (choices: {', '.join(POINT_BACKBONES)})")
         if self.max_points < 16 or not self.feature_radii or min(self.feature_radii) <= 0 or self.max_nn < 1 \
                 or self.normal_smoothing < 0 or self.smoothing_neighbours < 1 \
-                or self.normal_neighbours < 3:
+                or self.normal_neighbours < 3 or self.map_neighbours < 1:
             raise ConfigError("point features need max_points >= 16, positive radii, max_nn >= 1 and at least 3 "
                               "normal neighbours")
         _check_device(self.device)
@@ -265,8 +269,16 @@ class PointGroups:
     (P, k) are each centre's k nearest centres (itself first), over which its score is averaged."""
 
     centres: np.ndarray
-    vertex_to_group: np.ndarray | None  # None: not mapped (training needs no per-vertex maps)
+    vertex_to_group: np.ndarray | None  # None: not mapped (training needs no per-vertex maps); (N,) or (N, k)
     neighbours: np.ndarray | None = None
+    vertex_weights: np.ndarray | None = None  # (N, k) weights of vertex_to_group's centres, rows summing to 1
+
+    def vertex_map(self, scores: np.ndarray) -> np.ndarray:
+        """Per-vertex map of centre scores: the nearest centre's, or the weighted mean of the nearest few."""
+        assert self.vertex_to_group is not None, "built without the vertex mapping"
+        if self.vertex_weights is None:
+            return scores[self.vertex_to_group]
+        return np.einsum("nk,nk->n", scores[self.vertex_to_group], self.vertex_weights)
 
     def smooth(self, scores: np.ndarray) -> np.ndarray:
         """Centre scores averaged over each centre's neighbours: a defect is a patch, not a point, and single
@@ -374,7 +386,14 @@ def point_features(vertices: np.ndarray, config: PointFeatureConfig = PointFeatu
         data = np.asarray(fpfh.data).T
         feats.append(data / (data.sum(axis=1, keepdims=True) / 3 + 1e-9))  # three 11-bin histograms
     tree = cKDTree(down)
-    nearest = tree.query(centred, k=1)[1].astype(np.int64) if map_vertices else None
+    nearest = weights = None
+    if map_vertices:
+        k = min(config.map_neighbours, len(down))
+        distance, nearest = tree.query(centred, k=k)
+        nearest = np.asarray(nearest, np.int64)
+        if k > 1:
+            inverse = 1.0 / (distance * distance + (0.1 * spacing) ** 2)  # never infinite on a centre itself
+            weights = inverse / inverse.sum(axis=1, keepdims=True)
     _, neighbours = tree.query(down, k=min(config.smoothing_neighbours, len(down)))
     return np.concatenate(feats, axis=1).astype(np.float32), PointGroups(
-        down, nearest, np.asarray(neighbours, np.int64).reshape(len(down), -1))
+        down, nearest, np.asarray(neighbours, np.int64).reshape(len(down), -1), weights)

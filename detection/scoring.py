@@ -153,8 +153,7 @@ def score_sample(banks: Mapping[str, MemoryBank], data: SampleData, config: Dete
         scored = view_scores(banks[m], feats, geometry, config, m, wanted)
         patch = scored[config.column(m, config.modalities)][1]
         if isinstance(geometry, PointGroups):
-            assert geometry.vertex_to_group is not None
-            amap = patch[geometry.vertex_to_group]
+            amap = geometry.vertex_map(patch)
         else:
             amap = upsample_scores(patch, geometry, config.map_protocol)
         out[m] = ModalityResult(scored[m][0], amap, {c: s for c, (s, _) in scored.items() if c != m})

@@ -235,3 +235,18 @@ def test_point_cloud_pro_uses_the_regions_connected_on_the_mesh():
     half = perfect.copy()
     half[[130, 131]] = 0  # one region found, the other missed at every useful threshold
     assert aupro([mask], [half], labelled=[labels]) == pytest.approx(0.5, abs=0.05)
+
+
+def test_point_maps_can_interpolate_between_centres():
+    from mulsen.detection.features import PointFeatureConfig, PointGroups, point_features
+
+    groups = PointGroups(np.zeros((3, 3)), np.array([[0, 1], [2, 1]]), None, np.array([[0.75, 0.25], [0.5, 0.5]]))
+    assert groups.vertex_map(np.array([4.0, 8.0, 2.0])).tolist() == [5.0, 5.0]  # .75 x 4 + .25 x 8; .5 x 2 + .5 x 8
+    rng = np.random.default_rng(0)
+    cloud = rng.normal(size=(2000, 3))
+    _, nearest = point_features(cloud, PointFeatureConfig(max_points=200))
+    _, idw = point_features(cloud, PointFeatureConfig(max_points=200, map_neighbours=4))
+    assert nearest.vertex_weights is None and idw.vertex_weights is not None
+    assert idw.vertex_to_group.shape == (2000, 4) and np.allclose(idw.vertex_weights.sum(axis=1), 1)
+    assert np.array_equal(idw.vertex_to_group[:, 0], nearest.vertex_to_group)  # the nearest weighs most
+    assert (idw.vertex_weights[:, 0] >= idw.vertex_weights[:, 1:].max(axis=1) - 1e-12).all()
