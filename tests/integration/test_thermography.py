@@ -190,9 +190,12 @@ def test_ctrl_c_during_heating_switches_off_and_writes_nothing(tmp_path: Path):
     out = tmp_path / "ir"
     with running_simulators(state, PART, time_scale=5.0, image_size="small") as (bench, _):
         env = {**os.environ, "MULSEN_NO_PROGRESS": "1"}
+        # Ctrl-C as a terminal delivers it: a test run started in the background of a non-interactive shell
+        # inherits SIGINT ignored, and so would the command (Python then installs no KeyboardInterrupt handler)
         proc = subprocess.Popen([sys.executable, "-m", "mulsen.cli", "capture", "ir", str(out), "--sim", str(state),
                                  "--frequency", "0.5", "--periods", "20", "--fps", "10"], env=env,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 30
         while not any(e["on"] for e in read_edge_log(bench.heater_edge_log)):
             assert time.monotonic() < deadline and proc.poll() is None, "heating never started"
