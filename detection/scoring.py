@@ -88,12 +88,6 @@ def object_score(modality: str, patch_scores: np.ndarray, config: DetectorConfig
     return topk_mean(patch_scores, config.point_topk if modality == "pointcloud" else config.image_topk)
 
 
-def patch_scores(bank: MemoryBank, features: np.ndarray, geometry: PatchGrid | PointGroups) -> np.ndarray:
-    """Nearest-neighbour distance of every patch to the bank (point-cloud centres: averaged over neighbours)."""
-    patch = bank.score(features)
-    return geometry.smooth(patch) if isinstance(geometry, PointGroups) else patch
-
-
 def view_scores(bank: MemoryBank, features: np.ndarray, geometry: PatchGrid | PointGroups, config: DetectorConfig,
                 modality: str, wanted: Mapping[str, View]) -> dict[str, tuple[float, np.ndarray]]:
     """(object score, patch scores) of each wanted column of one modality: one search per bank prefix."""
