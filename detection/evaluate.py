@@ -62,6 +62,7 @@ class CategoryResult:
     modality_auroc: dict[str, float] = field(default_factory=dict)
     confusion: dict[str, Confusion] = field(default_factory=dict)  # combination name -> at the model's threshold
     samples: list[SampleScore] = field(default_factory=list)
+    protocol: Protocol = "corrected"  # how maps were compared and AUPR computed (``evaluate_category``)
 
 
 def _json_number(value: float) -> float | None:
@@ -179,7 +180,7 @@ def evaluate_category(dataset: MulsenDataset, model: TripleADModel, combos: list
     maps = {m: [s.maps[m] for s in scored] for m in modalities}
     masks = {m: [s.masks[m] for s in scored] for m in modalities}
     regions = [s.regions for s in scored if s.regions is not None]
-    out = CategoryResult(model.category)
+    out = CategoryResult(model.category, protocol=protocol)
     y = np.array(labels)
     fused_by: dict[str, list[float]] = {}
     verdicts: dict[str, list[bool]] = {}
@@ -195,11 +196,11 @@ def evaluate_category(dataset: MulsenDataset, model: TripleADModel, combos: list
     out.samples = [SampleScore(names[i], int(labels[i]), {SHORT[m]: float(scores[i][m]) for m in modalities},
                                {n: float(f[i]) for n, f in fused_by.items()},
                                {n: bool(v[i]) for n, v in verdicts.items()}) for i in range(len(names))]
+    paper = protocol == "paper"
     for m in modalities:
         out.modality_auroc[SHORT[m]] = auroc(np.array(own_labels[m]), np.array([s[m] for s in scores]))
         flat_gt = np.concatenate([g.ravel() for g in masks[m]])
         flat_map = np.concatenate([a.ravel() for a in maps[m]])
-        paper = protocol == "paper"
         out.localisation[SHORT[m]] = {
             "auroc": auroc(flat_gt, flat_map), "f1_max": f1_max(flat_gt, flat_map, 1e-6 if paper else 0.0),
             "aupr": aupr_trapezoid(flat_gt, flat_map) if paper else aupr(flat_gt, flat_map),
@@ -216,25 +217,25 @@ def _mean(values: list[float]) -> float:
 Table = tuple[list[str], list[list[str]]]
 
 
-def _paper_cells(values: list[float]) -> tuple[list[str], str]:
-    """The paper's rounding: each value to 3 decimals (undefined: 0, as the original), the mean over the
-    *rounded* values (what the official CSV's mean row holds)."""
-    rounded = [0.0 if np.isnan(v) else round(float(v), 3) for v in values]
-    return [f"{v:.3f}" for v in rounded], f"{round(float(np.mean(rounded)), 3):.3f}"
+def _rows(categories: list[str], columns: list[list[float]], paper: bool) -> list[list[str]]:
+    """One row per category and the mean row, 3 decimals. ``paper``: the paper's rounding, each value to 3
+    decimals (undefined: 0, as the original) and the mean over the *rounded* values (the official CSV's mean
+    row); else undefined values print as nan and the mean is over the defined, unrounded ones."""
+    if paper:
+        columns = [[0.0 if np.isnan(v) else round(float(v), 3) for v in c] for c in columns]
+        means = [round(float(np.mean(c)), 3) for c in columns]
+    else:
+        means = [_mean(c) for c in columns]
+    rows = [[name] + [f"{c[i]:.3f}" for c in columns] for i, name in enumerate(categories)]
+    return rows + [["mean"] + [f"{m:.3f}" for m in means]]
 
 
 def table5_rows(results: list[CategoryResult], paper: bool = False) -> Table:
     """Object AUROC per category and combination and the mean row (the paper's Table 5); ``paper``: its
-    rounding (means of the rounded values)."""
+    rounding."""
     names = list(results[0].object_auroc)
     columns = [[r.object_auroc[n] for r in results] for n in names]
-    if paper:
-        cells = [_paper_cells(c) for c in columns]
-        rows = [[r.category] + [cells[j][0][i] for j in range(len(names))] for i, r in enumerate(results)]
-        return ["category", *names], rows + [["mean"] + [c[1] for c in cells]]
-    rows = [[r.category] + [f"{r.object_auroc[n]:.3f}" for n in names] for r in results]
-    rows.append(["mean"] + [f"{_mean(c):.3f}" for c in columns])
-    return ["category", *names], rows
+    return ["category", *names], _rows([r.category for r in results], columns, paper)
 
 
 def table6_rows(results: list[CategoryResult], paper: bool = False) -> Table:
@@ -245,12 +246,7 @@ def table6_rows(results: list[CategoryResult], paper: bool = False) -> Table:
     label = {"auroc": "AUROC", "f1_max": "F1", "aupr": "AUPR", "aupro": "PRO"}
     header = ["category"] + [f"{m} {label[k]}" for m in modalities for k in keys]
     columns = [[r.localisation[m][k] for r in results] for m in modalities for k in keys]
-    if paper:
-        cells = [_paper_cells(c) for c in columns]
-        rows = [[r.category] + [cells[j][0][i] for j in range(len(columns))] for i, r in enumerate(results)]
-        return header, rows + [["mean"] + [c[1] for c in cells]]
-    rows = [[r.category] + [f"{c[i]:.3f}" for c in columns] for i, r in enumerate(results)]
-    return header, rows + [["mean"] + [f"{_mean(c):.3f}" for c in columns]]
+    return header, _rows([r.category for r in results], columns, paper)
 
 
 def table5(results: list[CategoryResult], paper: bool = False) -> str:
@@ -261,9 +257,8 @@ def table5(results: list[CategoryResult], paper: bool = False) -> str:
 def modality_table(results: list[CategoryResult]) -> str:
     """Modality-specific object AUROC: each modality's score against its own labels (what it can be held to)."""
     names = list(results[0].modality_auroc)
-    rows = [[r.category] + [f"{r.modality_auroc[n]:.3f}" for n in names] for r in results]
-    rows.append(["mean"] + [f"{_mean([r.modality_auroc[n] for r in results]):.3f}" for n in names])
-    return _format(["category", *names], rows)
+    columns = [[r.modality_auroc[n] for r in results] for n in names]
+    return _format(["category", *names], _rows([r.category for r in results], columns, False))
 
 
 def table6(results: list[CategoryResult], paper: bool = False) -> str:

@@ -258,8 +258,8 @@ class PointFeatureConfig:
         if self.max_points < 16 or not self.feature_radii or min(self.feature_radii) <= 0 or self.max_nn < 1 \
                 or self.normal_smoothing < 0 or self.smoothing_neighbours < 1 \
                 or self.normal_neighbours < 3 or self.map_neighbours < 1:
-            raise ConfigError("point features need max_points >= 16, positive radii, max_nn >= 1 and at least 3 "
-                              "normal neighbours")
+            raise ConfigError("point features need max_points >= 16, positive radii, max_nn >= 1, at least 3 normal "
+                              "neighbours and at least 1 smoothing and map neighbour")
         _check_device(self.device)
 
 

@@ -190,7 +190,8 @@ def detector_config(args: argparse.Namespace) -> DetectorConfig:
     """The configuration ``mulsen train``'s options ask for: the preset's, changed where an option was given."""
     import dataclasses
 
-    from mulsen.detection.backbones import resolve_device
+    from mulsen.core.errors import MulsenError
+    from mulsen.detection.backbones import WEIGHT_SOURCES, resolve_device
 
     paper = args.preset == "paper"
     base = paper_config() if paper else DetectorConfig()
@@ -215,9 +216,6 @@ def detector_config(args: argparse.Namespace) -> DetectorConfig:
     given = {name: getattr(args, name) for name in PRESET_OPTIONS if getattr(args, name) is not None}
     config = dataclasses.replace(base, modalities=parse_modalities(args.modalities), image=image, infrared=infrared,
                                  points=points, **given)
-    from mulsen.core.errors import MulsenError
-    from mulsen.detection.backbones import WEIGHT_SOURCES
-
     for m in config.modalities:  # before any training: a missing file would stop it at the first sample
         extractor = config.extractor(m)
         if extractor.backbone in WEIGHT_SOURCES and not extractor.weights:
@@ -279,15 +277,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     if missing and (args.strict or len(missing) == len(categories)):
         raise MulsenError(f"{args.models}: no model for {', '.join(missing)} (train it with 'mulsen train')")
     results = []
-    protocols: set[str] = set()
     for category in categories:
         if category in missing:
             continue
         model = TripleADModel.load(args.models / category, modalities)
         results.append(evaluate_category(ds, model, combos, args.fusion, progress=bar(f"evaluate {category}"),
                                          jobs=executor_from(args), protocol=args.preset))
-        protocols.add(args.preset or ("paper" if model.config.preset == "paper" else "corrected"))
-    paper = protocols == {"paper"}
+    paper = {r.protocol for r in results} == {"paper"}  # the paper's layout when every model was evaluated so
     print("Object-level AUROC (single = raw score; dual/triple = fused)" + (
         "; the paper's Table 5 layout" if paper else ""))
     print(table5(results, paper))
