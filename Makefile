@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test test-fast lint bench clean system-deps
+.PHONY: demo test test-fast lint bench clean system-deps browser
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(MAKE) --no-print-directory system-deps
@@ -24,14 +24,22 @@ system-deps:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libusb-1.0-0 >/dev/null; \
 	fi
 
+# The report tests open every page in a real browser: Debian's chromium (headless, no display needed).
+browser:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		echo "installing chromium (the report tests open the HTML reports in a headless browser)"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
+
 demo: $(STAMP)
 	$(BIN)/mulsen demo --out $(DEMO_OUT)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 # The inner loop: everything not marked slow (about a minute).
-test-fast: $(STAMP)
+test-fast: $(STAMP) browser
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # ruff, the layering contract (import-linter) and the type checker. The last two read the installed

@@ -61,6 +61,7 @@ class CategoryResult:
     # a modality's own score against its own label column: defect samples it cannot see count as negatives
     modality_auroc: dict[str, float] = field(default_factory=dict)
     confusion: dict[str, Confusion] = field(default_factory=dict)  # combination name -> at the model's threshold
+    thresholds: dict[str, float] = field(default_factory=dict)  # combination name -> the model's threshold
     samples: list[SampleScore] = field(default_factory=list)
     protocol: Protocol = "corrected"  # how maps were compared and AUPR computed (``evaluate_category``)
 
@@ -187,7 +188,7 @@ def evaluate_category(dataset: MulsenDataset, model: TripleADModel, combos: list
     for combo in combos:
         name = combo_name(combo)
         fused_by[name] = [model.fuse(s, combo, fusion) for s in scores]
-        threshold = model.threshold(combo, fusion)
+        threshold = out.thresholds[name] = model.threshold(combo, fusion)
         verdicts[name] = [f > threshold for f in fused_by[name]]
         out.object_auroc[name] = auroc(y, np.array(fused_by[name]))
         said, truth = np.array(verdicts[name], bool), y.astype(bool)

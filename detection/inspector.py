@@ -73,22 +73,29 @@ class Detector:
         return self.model.detect(self.load_sample(sample, force), name or str(sample), false_alarm_rate)
 
 
+# also called in the worker after a part's files are written: (detector, detection, sample, folder, files)
+AfterWrite = Callable[[Detector, Detection, SampleData, Path, dict[str, str]], object]
+
+
 def inspect_one(detector: Detector, force: bool, false_alarm_rate: float | None,
-                task: tuple[str | Path, Path]) -> Detection:
-    """Load one capture folder, judge it and write its results into ``task[1]`` (a worker's task)."""
+                task: tuple[str | Path, Path], after: AfterWrite | None = None) -> Detection:
+    """Load one capture folder, judge it and write its results into ``task[1]`` (a worker's task); ``after``
+    (e.g. the HTML page of ``mulsen detect --report``) runs there too, while the sample is in memory."""
     sample, out = task
     data = detector.load_sample(sample, force)
     detection = detector.predict(data, false_alarm_rate, name=str(sample))
-    write_detection(detector, detection, data, out)
+    files = write_detection(detector, detection, data, out)
+    if after is not None:
+        after(detector, detection, data, out, files)
     return detection
 
 
 def inspect_many(detector: Detector, tasks: list[tuple[str | Path, Path]], force: bool = False,
                  false_alarm_rate: float | None = None, jobs: int | Executor = 1,
-                 progress: Callable | None = None) -> list[Detection]:
+                 progress: Callable | None = None, after: AfterWrite | None = None) -> list[Detection]:
     """``inspect_one`` over (capture folder, output folder) pairs on ``jobs`` processes, in order; the first
     refused capture stops the run (its error is raised)."""
-    judge_one = partial(inspect_one, detector, force, false_alarm_rate)
+    judge_one = partial(inspect_one, detector, force, false_alarm_rate, after=after)
     return detector.model.config.runner(jobs).map(judge_one, tasks, progress)
 
 
@@ -200,12 +207,13 @@ def judged_captures(log: Path) -> set[str]:
 
 
 def watch(root: str | Path, models: str | Path, out: str | Path, poll_s: float = 0.5, once: bool = False,
-          stop: threading.Event | None = None, report: Callable[[Verdict], None] | None = None) -> int:
+          stop: threading.Event | None = None, report: Callable[[Verdict], None] | None = None,
+          after: AfterWrite | None = None) -> int:
     """Judge every finished capture under ``root`` with ``models/<category>``, as it appears; append one
     ``Verdict`` per capture to ``out/verdicts.jsonl`` and write its files under ``out/<category>/<id>/``.
 
     Restarts resume: captures already in the log are not judged again. ``once``: judge what is there and
-    return. Returns the number of captures judged in this run.
+    return. ``after``: as ``inspect_one``'s (a page per part). Returns the number of captures judged in this run.
     """
     root, models, out = Path(root), Path(models), Path(out)
     if not root.is_dir():
@@ -229,7 +237,7 @@ def watch(root: str | Path, models: str | Path, out: str | Path, poll_s: float =
                     detectors[category] = Detector.load(models / category)
                 except MulsenError as exc:
                     detectors[category] = exc
-            verdict = judge(detectors[category], folder, relative, category, out, started)
+            verdict = judge(detectors[category], folder, relative, category, out, started, after=after)
             _append_line(log, json.dumps(verdict.to_dict()))
             done.add(relative)
             count += 1
@@ -240,7 +248,7 @@ def watch(root: str | Path, models: str | Path, out: str | Path, poll_s: float =
 
 
 def judge(detector: Detector | MulsenError, folder: Path, relative: str, category: str, out: Path,
-          started: float | None = None, log: Path | None = None) -> Verdict:
+          started: float | None = None, log: Path | None = None, after: AfterWrite | None = None) -> Verdict:
     """The verdict on one capture, its files under ``out/relative``; a bad capture (or a model that could not
     be loaded) gives an "error" verdict with the reason instead of an exception. ``log``: appended to."""
     started = time.monotonic() if started is None else started
@@ -249,7 +257,9 @@ def judge(detector: Detector | MulsenError, folder: Path, relative: str, categor
             raise detector
         data = detector.load_sample(folder)
         detection = detector.predict(data, name=relative)
-        write_detection(detector, detection, data, out / relative)
+        files = write_detection(detector, detection, data, out / relative)
+        if after is not None:
+            after(detector, detection, data, out / relative, files)
         verdict = Verdict(relative, category, detection.decision, detection.fused, detection.threshold,
                           detection.reliable, detection.warnings, dict(detection.scores), _now(),
                           round(time.monotonic() - started, 3))

@@ -47,7 +47,8 @@ def run_demo(args: argparse.Namespace) -> int:
             return 1
     capture = write_fresh_part(out / "fresh_part", args.seed)
     _step(f"6. inspect a freshly rendered part ({capture})")
-    if cli(["detect", str(capture), "--model", str(out / "models" / "capsule"), "--out", str(out / "detections")]):
+    if cli(["detect", str(capture), "--model", str(out / "models" / "capsule"), "--out", str(out / "detections"),
+            "--report"]):
         return 1
     _step("7. calibrate the bench (RGB intrinsics, hand-eye, IR-to-RGB) and capture 24 parts through the device "
           "drivers against the simulators (heater on a pty, GenTL cameras, UR5 controller, laser scanner)")
@@ -62,6 +63,8 @@ def run_demo(args: argparse.Namespace) -> int:
     if closed_loop(out, out / "sim_bench"):
         return 1
     print(f"\ndemo finished: everything is under {out}/")
+    print(f"reports (open in a browser, offline): {out / 'reports' / 'evaluation' / 'index.html'} (evaluation), "
+          f"{out / 'detections' / 'index.html'} (inspection)")
     return 0
 
 
@@ -176,5 +179,6 @@ def _detector_steps(out: Path, data: Path) -> list[tuple[str, list[str]]]:
     return [
         ("4. train the weight-free triple-sensor detector", ["train", str(data), "--all", "--out", str(models)]),
         ("5. evaluate single, dual and triple sensor combinations (Table 5)",
-         ["evaluate", str(data), "--models", str(models), "--all-combinations", "--out", str(out / "results")]),
+         ["evaluate", str(data), "--models", str(models), "--all-combinations", "--out", str(out / "results"),
+          "--report", str(out / "reports" / "evaluation")]),
     ]

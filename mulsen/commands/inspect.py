@@ -19,6 +19,7 @@ from mulsen.detection.config import (
     parse_modalities,
 )
 from mulsen.detection.features import NORMALISATIONS, POINT_FRAMES, ImageFeatureConfig, PointFeatureConfig
+from mulsen.reports import GALLERY_SAMPLES
 
 from .options import add_backend_options, add_field_option, executor_from
 
@@ -121,6 +122,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--out", type=Path, help="folder for results.json, object_auroc.csv and per_sample.csv")
     ev.add_argument("--strict", action="store_true",
                     help="refuse to start when a category has no model (default: evaluate the others and list it)")
+    ev.add_argument("--report", type=Path, metavar="DIR",
+                    help="also write DIR/index.html: one self-contained page (opens offline) with the tables, ROC "
+                    "and PR curves, score histograms with the threshold, and a gallery per category, errors first, "
+                    "each sample's heatmaps with ground truth and scores")
+    ev.add_argument("--report-samples", type=int, default=GALLERY_SAMPLES, metavar="N",
+                    help=f"gallery rows per category in the report (default {GALLERY_SAMPLES})")
     ev.set_defaults(handler=_evaluate)
 
     de = sub.add_parser("detect", help="inspect freshly acquired parts with a trained model",
@@ -148,6 +155,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     de.add_argument("--out", type=Path, default=Path("detections"),
                     help="folder for the reports, overlays and point-cloud scores")
     add_backend_options(de, "judging SAMPLE folders")
+    de.add_argument("--report", action="store_true",
+                    help="also write an HTML page per part (verdict, scores, heatmaps, point-cloud views, "
+                    "warnings) beside its report.json, and OUT/index.html listing every part, anomalous first "
+                    "(with --watch: the part pages; verdicts.jsonl is the list)")
     de.add_argument("--force", action="store_true",
                     help="judge captures whose capture.json names another category than the model's")
     de.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
@@ -270,17 +281,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     combos = all_combinations(modalities) if args.all_combinations else [modalities]
     if args.out:
         output_folder(args.out, "results folder")
+    if args.report:
+        output_folder(args.report, "report folder")
+        if args.report_samples < 0:
+            raise MulsenError(f"--report-samples must be 0 or more, got {args.report_samples}")
     if not args.models.is_dir():
         raise MulsenError(f"{args.models}: models folder not found")
     categories = args.category or ds.categories
     missing = tuple(c for c in categories if not (args.models / c).is_dir())
     if missing and (args.strict or len(missing) == len(categories)):
         raise MulsenError(f"{args.models}: no model for {', '.join(missing)} (train it with 'mulsen train')")
-    results = []
+    results, models = [], {}
     for category in categories:
         if category in missing:
             continue
-        model = TripleADModel.load(args.models / category, modalities)
+        model = models[category] = TripleADModel.load(args.models / category, modalities)
         results.append(evaluate_category(ds, model, combos, args.fusion, progress=bar(f"evaluate {category}"),
                                          jobs=executor_from(args), protocol=args.preset))
     paper = {r.protocol for r in results} == {"paper"}  # the paper's layout when every model was evaluated so
@@ -298,6 +313,16 @@ def _evaluate(args: argparse.Namespace) -> int:
         write_results(results, args.out, missing, paper)
         print(f"\nwrote {args.out / 'results.json'}, object_auroc.csv, per_sample.csv and Tables 5 and 6 "
               f"(table5.csv/.md, table6.csv/.md) in {args.out}")
+    if args.report:
+        import time
+
+        from mulsen.reports.evaluation import write_evaluation_report
+
+        started = time.perf_counter()
+        page = write_evaluation_report(results, ds, models, args.report, args.report_samples, paper,
+                                       bar("report"))
+        print(f"\nwrote the report {page} ({page.stat().st_size / 1e6:.1f} MB, "
+              f"{time.perf_counter() - started:.1f} s); open it in any browser, offline")
     if missing:
         print(f"warning: no model for {', '.join(missing)} in {args.models}; evaluated the other categories "
               "(--strict refuses)", file=sys.stderr)
@@ -338,12 +363,24 @@ def _detect(args: argparse.Namespace) -> int:
                 print(f"  warning: {warning}", flush=True)
             yield detection
 
-    detections = inspect_many(detector, tasks, args.force, args.false_alarm_rate, executor_from(args), report)
+    after = None
+    if args.report:
+        from functools import partial
+
+        from mulsen.reports.detection import INDEX_PAGE, index_page, part_page
+
+        after = partial(part_page, index=args.out / INDEX_PAGE)
+    detections = inspect_many(detector, tasks, args.force, args.false_alarm_rate, executor_from(args), report,
+                              after)
     anomalous = sum(d.anomalous for d in detections)
     unreliable = sum(not d.reliable for d in detections)
     print(f"{anomalous} of {len(args.samples)} samples anomalous"
           + (f", {unreliable} unreliable" if unreliable else "") + f"; results in {args.out}/")
+    if args.report:
+        page = index_page(args.out, [(d, where) for d, (_, where) in zip(detections, tasks, strict=True)])
+        print(f"report: {page} (one page per part beside its report.json)")
     return 0
+
 
 
 def _watch(args: argparse.Namespace) -> int:
@@ -362,8 +399,13 @@ def _watch(args: argparse.Namespace) -> int:
     if not args.once:
         print(f"watching {args.watch} (models in {args.model}); verdicts in {args.out / 'verdicts.jsonl'}; "
               "Ctrl-C stops", flush=True)
+    after = None
+    if args.report:
+        from mulsen.reports.detection import part_page
+
+        after = part_page
     try:
-        judged = watch(args.watch, args.model, args.out, args.poll, args.once, report=report)
+        judged = watch(args.watch, args.model, args.out, args.poll, args.once, report=report, after=after)
     except KeyboardInterrupt:
         print("stopped", flush=True)
         return 0
