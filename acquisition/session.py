@@ -103,6 +103,20 @@ def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+class CaptureInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during a sample's capture, with what the operator needs to know next."""
+
+    def __init__(self, request: SampleRequest, step: str, kept: list[str], partial: Path, heater_off: bool) -> None:
+        self.request, self.step, self.kept, self.partial, self.heater_off = request, step, kept, partial, heater_off
+        super().__init__(self.summary())
+
+    def summary(self) -> str:
+        heater = "heater confirmed off" if self.heater_off else \
+            "HEATER NOT CONFIRMED OFF: check it (the controller's watchdog switches it off when the host is silent)"
+        return (f"{self.request.category}/{self.request.sample_id} interrupted during the {self.step} step; steps "
+                f"kept: {', '.join(self.kept) or 'none'} (in {self.partial}); {heater}")
+
+
 class CaptureSession:
     def __init__(self, root: str | Path, bench: Bench, config: SessionConfig | None = None,
                  show_progress: bool = True, announce: Callable[[str], None] | None = None) -> None:
@@ -146,6 +160,9 @@ class CaptureSession:
                     progress = replace(progress, failures=(*progress.failures, Failure(step, problem, _now_iso())))
                     with contextlib.suppress(OSError):
                         self._save_progress(partial, progress)
+                    if isinstance(exc, KeyboardInterrupt):  # the operator's summary: what is kept, heater state
+                        raise CaptureInterrupted(request, step, progress.steps.done(), partial,
+                                                 devices.heater.off_safely()) from None
                     if isinstance(exc, OSError):
                         where = f" ({exc.filename})" if exc.filename else ""
                         raise MulsenError(f"{partial}: writing the {step} step failed: {exc.strerror or exc}"

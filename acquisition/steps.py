@@ -35,9 +35,11 @@ def record_ir(camera: Camera, heater: Heater, clock: Clock, settings: LockInSett
     (+ ``ir_frames.tiff`` and its frame times when ``save_raw``)."""
     raw = RawFrameWriter(folder / "ir_frames.tiff") if save_raw else None
     try:
-        with progress_fraction(f"heating {settings.heating_s:.0f} s (lock-in {settings.frequency_hz:g} Hz)",
-                               enabled=show_progress) as update:
-            capture = run_lockin(camera, heater, clock, settings, on_frame=raw, on_progress=update)
+        # in the operator's clock: a time-scaled simulator's 120 s heating takes 12 wall seconds at scale 10
+        with progress_fraction(f"heating {clock.real_seconds(settings.heating_s):.0f} s (lock-in "
+                               f"{settings.frequency_hz:g} Hz)", enabled=show_progress) as update:
+            capture = run_lockin(camera, heater, clock, settings, on_frame=raw,
+                                 on_status=lambda status: update(status.fraction, status.text()))
     finally:
         if raw is not None:
             raw.close()

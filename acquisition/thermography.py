@@ -25,11 +25,13 @@ from .camera import Camera
 from .clock import Clock
 from .heater import Heater
 from .lockin import (
+    BASIS_SIZE,
     DEFAULT_GRAY_REFERENCE_K,
     LockInAccumulator,
     LockInResult,
     LockInWindow,
     check_frequency,
+    design_rows,
     fit_edge_train,
     mulsen_ir_image,
 )
@@ -188,10 +190,75 @@ class EdgeTimer(threading.Thread):
         self.join()
 
 
+@dataclass(frozen=True)
+class HeatingStatus:
+    """What an operator watches during a lock-in run, in the clock they live in (``real`` seconds are wall
+    seconds even when the simulators run time-scaled)."""
+
+    fraction: float  # of the run done
+    period: int  # 1-based period of the heating (0: before the first switch-on)
+    periods: int  # settling + integrated periods
+    settling: bool  # the current period is a settling one (not integrated)
+    frames: int
+    fps: float  # frames per lock-in-clock second so far
+    heater_on: bool
+    amplitude: float | None  # live lock-in amplitude of the frame centre (K), None until enough frames
+    snr: float | None  # that amplitude over its standard error
+    elapsed_real_s: float
+    remaining_real_s: float
+
+    def text(self) -> str:
+        when = "before the first switch-on" if self.period == 0 else \
+            f"period {self.period}/{self.periods}{' (settling)' if self.settling else ''}"
+        live = "amplitude -" if self.amplitude is None else f"amplitude {self.amplitude:.3f} K, SNR {self.snr:.0f}"
+        return (f"{when} · {self.frames} frames, {self.fps:.1f} fps · heater {'ON' if self.heater_on else 'off'} "
+                f"· {live} · {self.remaining_real_s:.0f} s left")
+
+
+class LiveAmplitude:
+    """A running lock-in estimate of the mean of the frame's central quarter: one number per frame, the same
+    model as the image demodulation (offset, drift, curvature, cos, sin), kept as running sums so each frame
+    costs the same. Amplitude over its standard error is the SNR an operator can watch grow; it says early when
+    the part does not respond."""
+
+    def __init__(self, window: LockInWindow, scale: float) -> None:
+        self.window, self.scale = window, scale
+        self.count = 0
+        self._gram = np.zeros((BASIS_SIZE, BASIS_SIZE))
+        self._sums = np.zeros(BASIS_SIZE)
+        self._squares = 0.0
+        self._reference: float | None = None
+
+    def add(self, frame: np.ndarray, t: float) -> None:
+        if not self.window.contains(np.array([t]))[0]:
+            return
+        h, w = frame.shape[:2]
+        value = float(frame[h // 4: h - h // 4, w // 4: w - w // 4].mean()) * self.scale
+        if self._reference is None:
+            self._reference = value  # sums about the first value: no digits lost to a large offset
+        value -= self._reference
+        row = design_rows(np.array([t]), self.window)[0]
+        self._gram += np.outer(row, row)
+        self._sums += row * value
+        self._squares += value * value
+        self.count += 1
+
+    def estimate(self) -> tuple[float, float] | None:
+        """(amplitude, SNR), or None before enough frames (four times the model's terms)."""
+        if self.count < 4 * BASIS_SIZE or np.linalg.cond(self._gram) > 1e10:
+            return None
+        coef = np.linalg.solve(self._gram, self._sums)
+        residual = max(self._squares - float(coef @ self._sums), 0.0)  # least-squares residual sum of squares
+        amplitude = float(np.hypot(coef[3], coef[4]))
+        error = float(np.sqrt(residual / max(self.count - BASIS_SIZE, 1) * 2.0 / self.count))
+        return amplitude, (amplitude / error if error > 0 else float("inf"))
+
+
 def run_lockin(camera: Camera, heater: Heater, clock: Clock, settings: LockInSettings,
                on_frame: Callable[[np.ndarray, float], None] | None = None,
-               on_progress: Callable[[float], None] | None = None) -> LockInCapture:
-    """Heat, record and demodulate one sample; the heater is off when this returns or raises."""
+               on_status: Callable[[HeatingStatus], None] | None = None) -> LockInCapture:
+    """Heat, record and demodulate one sample; the heater is off when this returns or raises. ``on_status``:
+    called after every frame with the operator's view of the run."""
     heater.set_power(settings.power_percent)
     start = clock.now() + LEAD_S
     plan = edge_schedule(start + LEAD_S, settings)
@@ -200,6 +267,7 @@ def run_lockin(camera: Camera, heater: Heater, clock: Clock, settings: LockInSet
     timer = EdgeTimer(heater, clock, plan, settings, heater.clock_offset())
     times: list[float] = []
     accumulator: LockInAccumulator | None = None
+    live: LiveAmplitude | None = None
     next_frame = start
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(2e-4)  # the edge thread gets the GIL within 0.2 ms, not the default 5 ms
@@ -218,13 +286,15 @@ def run_lockin(camera: Camera, heater: Heater, clock: Clock, settings: LockInSet
                 window = LockInWindow(settings.frequency_hz, timer.edges[0][0], settings.settle_periods,
                                       settings.periods)
                 accumulator = LockInAccumulator(frame.image.shape, window, settings.counts_to_kelvin)
-            if accumulator is not None:
+                live = LiveAmplitude(window, settings.counts_to_kelvin)
+            if accumulator is not None and live is not None:
                 accumulator.add(frame.image, frame.timestamp)
+                live.add(frame.image, frame.timestamp)
             next_frame += frame_period
             if frame.timestamp > next_frame:  # the camera is slower than asked: skip, never pile up
                 next_frame = frame.timestamp + frame_period - (frame.timestamp - next_frame) % frame_period
-            if on_progress:
-                on_progress(min(1.0, (frame.timestamp - start) / (end - start)))
+            if on_status:
+                on_status(_status(frame.timestamp, start, end, times, timer.edges, live, settings, clock))
     finally:
         timer.stop()
         sys.setswitchinterval(switch_interval)
@@ -249,6 +319,20 @@ def run_lockin(camera: Camera, heater: Heater, clock: Clock, settings: LockInSet
                             "phase_reference": "heating flux fundamental (sound thick material at -45 deg)"})
     return LockInCapture(result, settings, timer.edges, np.asarray(times), heater.name,
                          camera.identity(), heater_off_confirmed=confirmed)
+
+
+def _status(now: float, start: float, end: float, times: list[float], edges: list[tuple[float, bool]],
+            live: LiveAmplitude | None, settings: LockInSettings, clock: Clock) -> HeatingStatus:
+    total = settings.settle_periods + settings.periods
+    period = 0
+    if edges:
+        period = min(total, int((now - edges[0][0]) * settings.frequency_hz) + 1)
+    fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+    estimate = live.estimate() if live is not None else None
+    return HeatingStatus(min(1.0, (now - start) / (end - start)), period, total,
+                         0 < period <= settings.settle_periods, len(times), fps, bool(edges and edges[-1][1]),
+                         None if estimate is None else estimate[0], None if estimate is None else estimate[1],
+                         clock.real_seconds(now - start), clock.real_seconds(max(0.0, end - now)))
 
 
 def write_lockin_outputs(capture: LockInCapture, folder: Path) -> list[Path]:

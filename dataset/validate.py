@@ -350,7 +350,7 @@ def validate_dataset(root: str | Path, jobs: int | Executor = 1, strict_size: bo
         sources = {}
     if sources:  # a built dataset: say which capture each bad sample came from, where the fix belongs
         report.problems = [replace(p, message=f"{p.message} (from capture {sources[key]})")
-                           if (key := _sample_of(found, p.path)) in sources else p for p in report.problems]
+                           if (key := sample_of(found, p.path)) in sources else p for p in report.problems]
     return report
 
 
@@ -363,7 +363,7 @@ def captures_by_sample(root: Path) -> dict[str, str]:
             if isinstance(e.get("sample"), str) and isinstance(e.get("capture"), str)}
 
 
-def _sample_of(root: Path, path: Path) -> str | None:
+def sample_of(root: Path, path: Path) -> str | None:
     """The sample key a file of the layout belongs to (its image, scan or ground truth), else None."""
     try:
         parts = path.relative_to(root).parts

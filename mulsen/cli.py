@@ -38,7 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mulsen", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"mulsen {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log debug messages, and show the device libraries' own warnings")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="for scripts: no progress, no warnings; results, the summary and errors only")
     parser.add_argument("--debug", action="store_true",
                         help="show the Python traceback of an internal error (exit status 3) instead of one line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -65,13 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv  # accepted after the subcommand too, where a user types it on a rerun
     args = parser.parse_args([a for a in argv if a != "--debug"])
     args.debug = debug
+    args.argv = argv  # the command as typed: a command that stops half-way tells how to resume it
     # SIGTERM/SIGHUP unwind like Ctrl-C: context managers remove temporary files, stop simulators and
     # switch the heater off
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _interrupt)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    _quiet_logs(args.verbose, args.quiet)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
@@ -91,6 +94,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"internal error: {type(exc).__name__}: {_one_line(exc)} (run again with --debug for the "
               f"traceback and please report it)", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+# third-party libraries whose chatter is theirs, not the user's: shown with -v only
+THIRD_PARTY_LOGGERS = ("harvesters", "genicam", "urx", "ray", "matplotlib", "PIL", "open3d")
+
+
+def _quiet_logs(verbose: bool, quiet: bool) -> None:
+    """Console hygiene: our warnings by default; the device libraries' warnings (urx's notifyAll deprecation,
+    harvesters' CTI lines) only with ``-v``; with ``-q`` no progress and no warnings at all."""
+    import os
+    import warnings
+
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if quiet:
+        os.environ["MULSEN_NO_PROGRESS"] = "1"  # worker processes inherit it
+        warnings.simplefilter("ignore")
+    if not verbose:
+        for name in THIRD_PARTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        # urx 0.11's monitor thread calls Condition.notifyAll, deprecated since Python 3.10: harmless
+        warnings.filterwarnings("ignore", message=".*notifyAll", category=DeprecationWarning)
 
 
 def _interrupt(signum: int, frame: object) -> None:

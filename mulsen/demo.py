@@ -38,8 +38,9 @@ def run_demo(args: argparse.Namespace) -> int:
     _step("2. validate the dataset against the MulSen-AD contract")
     if cli(["dataset", "validate", str(data), "--quiet-warnings"]):
         return 1
-    _step("3. dataset statistics (the paper's Table 3)")
-    if cli(["dataset", "stats", str(data)]):
+    _step("3. dataset statistics (the paper's Table 3) and the curator's HTML report (QA gallery)")
+    if cli(["dataset", "stats", str(data)]) or cli(["dataset", "report", str(data), "--out",
+                                                    str(out / "reports" / "dataset")]):
         return 1
     for title, argv in _detector_steps(out, data):
         _step(title)
@@ -63,8 +64,9 @@ def run_demo(args: argparse.Namespace) -> int:
     if closed_loop(out, out / "sim_bench"):
         return 1
     print(f"\ndemo finished: everything is under {out}/")
-    print(f"reports (open in a browser, offline): {out / 'reports' / 'evaluation' / 'index.html'} (evaluation), "
-          f"{out / 'detections' / 'index.html'} (inspection)")
+    print(f"reports (open in a browser, offline): {out / 'reports' / 'dataset' / 'index.html'} (dataset), "
+          f"{out / 'reports' / 'evaluation' / 'index.html'} (evaluation), {out / 'detections' / 'index.html'} "
+          "(inspection)")
     return 0
 
 

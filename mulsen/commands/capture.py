@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import signal
+import sys
 from pathlib import Path
 
 from mulsen.acquisition.camera import Camera
@@ -185,7 +186,7 @@ def _sample(args: argparse.Namespace) -> int:
     request = SampleRequest(args.category, args.sample_id, args.operator, args.notes, args.part,
                             args.expected.strip().lower() if args.expected else None)
     detectors = _detectors(args, [request.category])  # pre-flight: the model loads before anything heats
-    with terminate_as_interrupt():
+    with terminate_as_interrupt(), _resume_hint(args, add_resume=True):
         folder = _session(args).capture(request, resume=args.resume, discard=args.discard)
     print(f"captured {folder}")
     _judge(args, detectors, request, folder)
@@ -253,7 +254,7 @@ def _batch(args: argparse.Namespace) -> int:
     detectors = _detectors(args, [r.category for r in requests])
     session = _session(args)
     done = skipped = 0
-    with terminate_as_interrupt():
+    with terminate_as_interrupt(), _resume_hint(args, add_resume=False):
         for request in progress(requests, len(requests), "samples"):
             if session.final_folder(request).exists():
                 skipped += 1
@@ -265,6 +266,24 @@ def _batch(args: argparse.Namespace) -> int:
             done += 1
     print(f"batch {args.plan}: {done} captured, {skipped} already present, {len(requests)} planned")
     return 0
+
+
+@contextlib.contextmanager
+def _resume_hint(args: argparse.Namespace, add_resume: bool):
+    """After Ctrl-C during a capture: one summary (the steps kept, the heater's state) and the exact command
+    that continues (``capture sample`` with --resume; ``capture batch`` resumes by itself)."""
+    import shlex
+
+    from mulsen.acquisition.session import CaptureInterrupted
+
+    try:
+        yield
+    except CaptureInterrupted as exc:
+        argv = [a for a in getattr(args, "argv", None) or sys.argv[1:] if a != "--discard"]
+        if add_resume and "--resume" not in argv:
+            argv.append("--resume")
+        print(f"{exc.summary()}\nresume with: mulsen {shlex.join(argv)}", file=sys.stderr, flush=True)
+        raise KeyboardInterrupt from None
 
 
 @contextlib.contextmanager
@@ -323,6 +342,12 @@ def _ir(args: argparse.Namespace) -> int:
         config.pixel_format = config.pixel_format or "Mono16"
         camera = GenICamCamera(config, clock)
     with terminate_as_interrupt(), atomic_folder(args.out) as folder, open_heater(port, clock) as heater, camera:
-        record = record_ir(camera, heater, clock, settings, folder, save_raw=args.save_raw)
+        try:
+            record = record_ir(camera, heater, clock, settings, folder, save_raw=args.save_raw)
+        except KeyboardInterrupt:
+            off = "heater confirmed off" if heater.off_safely() else "HEATER NOT CONFIRMED OFF: check it"
+            print(f"capture ir interrupted: nothing written ({args.out} does not exist); {off}; run the same "
+                  "command again to start over", file=sys.stderr, flush=True)
+            raise
     print(json.dumps({"out": str(args.out), **to_plain(record)}, indent=2))
     return 0

@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from mulsen.core.files import output_folder
 from mulsen.core.progress import bar
+from mulsen.reports import QA_SAMPLES
 
 from .options import add_backend_options, executor_from
 
@@ -105,6 +107,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "Nothing is extracted. Exit status 1 on any finding, 2 if the input is unreadable.")
     verify.add_argument("path", type=Path)
     verify.set_defaults(handler=_verify)
+    report = dsub.add_parser("report", help="write an HTML page to look a dataset over (QA)",
+                             description="Validate a dataset and write OUT/index.html, one self-contained page "
+                             "(opens offline): the validation verdict and every problem, the counts and Table 3, the "
+                             "visibility shares of the anomalous samples, and per category a QA gallery of anomalous "
+                             "samples, those the validator flagged first: masks outlined on RGB and IR, ground-truth "
+                             "points ringed on the point cloud.")
+    report.add_argument("root", type=Path, metavar="DATASET")
+    report.add_argument("--out", type=Path, required=True, help="report folder (index.html goes there)")
+    report.add_argument("--samples", type=int, default=QA_SAMPLES, metavar="N",
+                        help=f"QA rows per category (default {QA_SAMPLES})")
+    add_backend_options(report, "validating samples")
+    report.set_defaults(handler=_report)
     ds.set_defaults(handler=lambda args: ds.print_help() or 2)
 
 
@@ -125,6 +139,26 @@ def _validate(args: argparse.Namespace) -> int:
         severity = severity_of[kind]
         print(f"  {kind}: {count}{'' if severity == ERROR else ' (warning)'}")
     return 0 if report.ok else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    import time
+
+    from mulsen.core.errors import MulsenError
+    from mulsen.reports.dataset import write_dataset_report
+
+    if args.samples < 0:
+        raise MulsenError(f"--samples must be 0 or more, got {args.samples}")
+    if not args.root.is_dir():
+        raise MulsenError(f"{args.root}: dataset folder not found")
+    output_folder(args.out, "report folder")
+    started = time.perf_counter()
+    page, report = write_dataset_report(args.root, args.out, args.samples, executor_from(args), bar("QA gallery"))
+    errors = len(report.errors)
+    print(f"{report.root}: {report.samples} samples, {errors} errors, {len(report.problems) - errors} warnings "
+          f"('mulsen dataset validate' lists them)")
+    print(f"wrote the report {page} ({page.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - started:.1f} s)")
+    return 0
 
 
 def _stats(args: argparse.Namespace) -> int:

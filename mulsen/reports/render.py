@@ -207,9 +207,10 @@ def _cloud_axis(ax, panel: Panel, view: np.ndarray, title: str) -> None:
     ax.set_title(title, fontsize=8)
 
 
-def sample_png(panels: Sequence[Panel]) -> bytes:
+def sample_png(panels: Sequence[Panel], colour_bar: bool = True) -> bytes:
     """One sample as a row: each image sensor's heatmap over its image, the point cloud from two sides, one
-    colour bar in normal levels; ground truth outlined in cyan (JPEG: photographs)."""
+    colour bar in normal levels (``colour_bar=False``: ground truth only, as a dataset's QA shows it);
+    ground truth outlined in cyan (JPEG: photographs)."""
     plt = _pyplot()
     images = [p for p in panels if p.image is not None]
     clouds = [p for p in panels if p.vertices is not None]
@@ -228,10 +229,11 @@ def sample_png(panels: Sequence[Panel]) -> bytes:
             k += 1
     if mappable is None:
         mappable = plt.cm.ScalarMappable(norm=plt.Normalize(*SHOWN_RANGE), cmap=COLORMAP)
-    fig.subplots_adjust(left=0.01, right=0.94, top=0.9, bottom=0.02)
-    bar = fig.colorbar(mappable, cax=fig.add_axes((0.955, 0.1, 0.01, 0.75)), extend="both")
-    bar.set_label("× normal level", fontsize=7)
-    bar.ax.tick_params(labelsize=7)
+    fig.subplots_adjust(left=0.01, right=0.94 if colour_bar else 0.99, top=0.9, bottom=0.02)
+    if colour_bar:
+        bar = fig.colorbar(mappable, cax=fig.add_axes((0.955, 0.1, 0.01, 0.75)), extend="both")
+        bar.set_label("× normal level", fontsize=7)
+        bar.ax.tick_params(labelsize=7)
     return encode(fig, "jpeg", dpi=90)
 
 

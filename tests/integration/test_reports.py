@@ -111,3 +111,25 @@ def test_evaluation_and_detection_reports_in_a_browser(tmp_path: Path, capsys):
         listed = page.evaluate(KEYS_JS)
     assert listed[f"{part}/decision"] == saved_part["decision"] and listed["parts"] == "1"
     assert np.isfinite(saved_part["fused"])
+
+
+@needs_browser
+def test_dataset_report_lists_problems_and_shows_flagged_samples_first(small_dataset: Path, tmp_path: Path, capsys):
+    broken = small_dataset / "nut" / "Infrared" / "GT" / "hole" / "1.png"
+    assert broken.exists()
+    broken.write_bytes(b"not a png at all")  # the validator's error, and a sample the reader refuses
+    out = tmp_path / "report"
+    assert main(["dataset", "report", str(small_dataset), "--out", str(out), "--jobs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "18 samples, 1 errors" in printed and f"wrote the report {out / 'index.html'}" in printed
+    text = (out / "index.html").read_text()
+    assert "nut/Infrared/GT/hole/1.png" in text and "cannot be read" in text
+    # pictures: every anomalous test sample (4 per category) but the unreadable one
+    keys = _check_page(out / "index.html", tmp_path, images=4 + 3)
+    assert (keys["samples"], keys["errors"]) == ("18", "1")
+    assert keys["stats/capsule/#train"] == "3" and keys["stats/capsule/#test bad"] == "4"
+    # the category with the unreadable mask is left out of Table 3 (and says so), not the whole page
+    assert "stats/nut/#total" not in keys and keys["stats/total/#total"] == "9"
+    assert "left out of Table 3</span> nut:" in text
+    nut = text[text.index('id="cat-nut"'):]
+    assert nut.index("nut/test/hole/1") < nut.index("nut/test/crack/0")  # the flagged sample first

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mulsen.acquisition.heater import open_heater
-from mulsen.acquisition.session import CaptureSession, SampleRequest, SessionConfig
+from mulsen.acquisition.session import CaptureInterrupted, CaptureSession, SampleRequest, SessionConfig
 from mulsen.acquisition.thermography import LockInSettings
 from mulsen.core.errors import DeviceError, MulsenError
 from mulsen.hardware_mocks.devices import running_simulators
@@ -140,9 +140,13 @@ def test_ctrl_c_and_disk_full_leave_no_sample_and_the_heater_off(tmp_path: Path,
     def ctrl_c():
         raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(CaptureInterrupted) as stopped:  # a KeyboardInterrupt that knows what is kept
         _session(tmp_path, state, _fault_at("rgb", ctrl_c)).capture(SampleRequest("nut", "004"))
     assert not (tmp_path / "captures/nut/004").exists() and _heater_is_off(state)
+    assert isinstance(stopped.value, KeyboardInterrupt)
+    assert (stopped.value.step, stopped.value.kept, stopped.value.heater_off) == ("rgb", ["ir", "arm"], True)
+    assert stopped.value.summary() == (f"nut/004 interrupted during the rgb step; steps kept: ir, arm (in "
+                                       f"{tmp_path / 'captures/.partial/nut/004'}); heater confirmed off")
 
     def full(*_args, **_kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -188,6 +192,32 @@ def test_batch_command_captures_a_plan_and_resumes(tmp_path: Path, bench, capsys
     plan.write_text("category,sample_id\nnut,1\nnut,1\n")
     assert main(args) == 2
     assert "planned twice" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_capture_sample_says_what_is_kept_and_how_to_resume(tmp_path: Path, bench, capsys,
+                                                                           monkeypatch):
+    from mulsen.cli import main
+
+    state, _ = bench
+
+    def ctrl_c(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    args = ["capture", "sample", "--out", str(tmp_path / "captures"), "--category", "nut", "--sample-id", "31",
+            "--sim", str(state.state_dir), "--frequency", "0.5", "--periods", "3", "--fps", "10"]
+    monkeypatch.setattr("mulsen.acquisition.session.record_rgb", ctrl_c)
+    assert main(args) == 130
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("nut/31 interrupted during the rgb step; steps kept: ir, arm (in ")
+    assert err[0].endswith("heater confirmed off")
+    assert err[1] == "resume with: mulsen " + " ".join(args) + " --resume"
+    assert err[2] == "error: interrupted"
+    monkeypatch.undo()
+    edges = len(read_edge_log(state.heater_edge_log))
+    assert main(err[1].split()[3:]) == 0  # the command as printed (no quoting needed here) finishes the sample
+    assert (tmp_path / "captures/nut/31/capture.json").exists()
+    assert len(read_edge_log(state.heater_edge_log)) == edges  # the kept IR step was not heated again
 
 
 def test_a_device_that_does_not_open_leaves_no_partial_sample(tmp_path: Path, bench):

@@ -15,7 +15,7 @@ import pytest
 from mulsen.acquisition.clock import ScaledClock
 from mulsen.acquisition.heater import OVERTEMPERATURE, HeaterRefused, SerialHeater, open_heater
 from mulsen.acquisition.steps import record_ir
-from mulsen.acquisition.thermography import LockInSettings, run_lockin
+from mulsen.acquisition.thermography import HeatingStatus, LockInSettings, run_lockin
 from mulsen.core.atomic import atomic_folder
 from mulsen.core.errors import DeviceError, MulsenError
 from mulsen.hardware_mocks.devices import SimBench, running_simulators
@@ -134,9 +134,25 @@ def test_controller_watchdog_switches_off_when_the_host_goes_silent(heater_sim):
 def test_lockin_through_the_simulators_recovers_the_physics(heater_sim):
     # 10x simulated time leaves the camera loop real-time margin on a loaded 2-core machine
     sim, clock, log = heater_sim(scale=10.0)
+    seen: list[HeatingStatus] = []
     with open_heater(sim.endpoint, clock) as heater, thermal_camera(PART, clock, log, "small") as camera:
-        capture = run_lockin(camera, heater, clock, FAST)
+        capture = run_lockin(camera, heater, clock, FAST, on_status=seen.append)
         assert not heater.is_on()
+    # the operator's view: every period counted, the heater seen on and off, the wall clock (not the 10x one)
+    total = FAST.periods + FAST.settle_periods
+    assert seen[0].period == 0 and {s.period for s in seen} == set(range(total + 1))
+    assert any(s.heater_on for s in seen) and not all(s.heater_on for s in seen)
+    assert all(s.settling == (1 <= s.period <= FAST.settle_periods) for s in seen)
+    assert seen[-1].elapsed_real_s == pytest.approx(FAST.heating_s / 10.0, rel=0.1)
+    assert seen[-1].remaining_real_s < 0.2 and seen[0].remaining_real_s > 0.8 * FAST.heating_s / 10.0
+    assert seen[-1].frames == len(capture.frame_times)
+    assert seen[-1].fps == pytest.approx(FAST.frame_rate_hz, rel=0.1)
+    # the live estimate is the lock-in amplitude of the central quarter's mean signal
+    h, w = capture.result.amplitude.shape
+    centre = (slice(h // 4, h - h // 4), slice(w // 4, w - w // 4))
+    phasor = capture.result.amplitude[centre] * np.exp(1j * np.radians(capture.result.phase_deg[centre]))
+    assert seen[-1].amplitude == pytest.approx(abs(phasor.mean()), rel=0.05)
+    assert seen[-1].snr > 10 and "heater" in seen[-1].text() and f"period {total}/{total}" in seen[-1].text()
     device_edges = read_edge_log(log)
     on_times = np.array([e["t"] for e in device_edges if e["on"]])
     frame_period = 1 / FAST.frame_rate_hz
@@ -203,6 +219,7 @@ def test_ctrl_c_during_heating_switches_off_and_writes_nothing(tmp_path: Path):
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 130 and err.strip().endswith("error: interrupted"), err
+        assert f"capture ir interrupted: nothing written ({out} does not exist); heater confirmed off" in err
         assert "Traceback" not in err
         assert not out.exists() and not list(tmp_path.glob(".ir*"))
         assert read_edge_log(bench.heater_edge_log)[-1]["on"] is False
