@@ -119,12 +119,16 @@ class CaptureInterrupted(KeyboardInterrupt):
 
 class CaptureSession:
     def __init__(self, root: str | Path, bench: Bench, config: SessionConfig | None = None,
-                 show_progress: bool = True, announce: Callable[[str], None] | None = None) -> None:
+                 show_progress: bool = True, announce: Callable[[str], None] | None = None,
+                 on_finished: Callable[[Path, CaptureRecord], object] | None = None) -> None:
         self.root = Path(root)
         self.bench = bench
         self.config = config or SessionConfig()
         self.show_progress = show_progress
         self.announce = announce or (lambda text: log.info(text))
+        # called with the finished folder (still in .partial/) and its record before it moves into place, so
+        # what it writes (the capture's preview) appears with the capture, and is listed in capture.json
+        self.on_finished = on_finished
 
     def final_folder(self, request: SampleRequest) -> Path:
         return self.root / request.category / request.sample_id
@@ -215,8 +219,10 @@ class CaptureSession:
             settings={"lockin": asdict(self.config.lockin), "arm_speed_m_s": self.config.arm_speed_m_s,
                       **self.config.placement.describe()},
             operator=request.operator or getpass.getuser(),
-            files=tuple(sorted(p.name for p in partial.iterdir() if p.name != PROGRESS_FILE)),
         )
+        if self.on_finished is not None:
+            self.on_finished(partial, record)
+        record = replace(record, files=tuple(sorted(p.name for p in partial.iterdir() if p.name != PROGRESS_FILE)))
         record.write(partial / CAPTURE_FILE)
         (partial / PROGRESS_FILE).unlink()
         final.parent.mkdir(parents=True, exist_ok=True)

@@ -121,7 +121,9 @@ def open_page(path: Path, profile: Path, width: int = 1400) -> Iterator[Page]:
         raise RuntimeError("no Chromium found (make test installs Debian's chromium package)")
     to_browser_r, to_browser_w = os.pipe()
     from_browser_r, from_browser_w = os.pipe()
+    # file access from files: a page's own linked pictures (capture index) can be read back by a canvas
     args = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe", "--no-first-run",
+            "--allow-file-access-from-files",
             f"--user-data-dir={profile}", "--host-resolver-rules=MAP * ~NOTFOUND", f"--window-size={width},1000",
             "about:blank"]
     command = f"exec \"$@\" 3<&{to_browser_r} 4>&{from_browser_w}"

@@ -177,7 +177,10 @@ def _session(args: argparse.Namespace):
         from mulsen.acquisition.bench import RealBench
 
         bench = RealBench.load(args.bench)
-    return CaptureSession(args.out, bench, config, announce=lambda text: print(text, flush=True))
+    from mulsen.reports.capture import write_preview
+
+    return CaptureSession(args.out, bench, config, announce=lambda text: print(text, flush=True),
+                          on_finished=write_preview)
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -188,7 +191,8 @@ def _sample(args: argparse.Namespace) -> int:
     detectors = _detectors(args, [request.category])  # pre-flight: the model loads before anything heats
     with terminate_as_interrupt(), _resume_hint(args, add_resume=True):
         folder = _session(args).capture(request, resume=args.resume, discard=args.discard)
-    print(f"captured {folder}")
+    preview = folder / "preview.png"
+    print(f"captured {folder}" + (f" (contact sheet: {preview})" if preview.exists() else ""))
     _judge(args, detectors, request, folder)
     return 0
 
@@ -264,7 +268,11 @@ def _batch(args: argparse.Namespace) -> int:
             folder = session.capture(request, resume=session.partial_folder(request).exists())
             _judge(args, detectors, request, folder)
             done += 1
-    print(f"batch {args.plan}: {done} captured, {skipped} already present, {len(requests)} planned")
+    from mulsen.reports.capture import capture_index
+
+    index = capture_index(args.out)
+    print(f"batch {args.plan}: {done} captured, {skipped} already present, {len(requests)} planned; "
+          f"contact sheets: {index}")
     return 0
 
 

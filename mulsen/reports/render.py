@@ -23,7 +23,7 @@ CLOUD_TRUTH_POINTS = 400  # ground-truth vertices ringed per view: enough to sho
 BELOW_RANGE = "#b0b0b0"  # point-cloud points under the colour bar's range: the part's shape in grey
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)  # off-screen: no display needed, never a GUI window
@@ -34,7 +34,7 @@ def _pyplot():
 
 def encode(fig, fmt: str = "png", dpi: int = 100) -> bytes:
     """The figure as PNG (plots: sharp lines) or JPEG (photographs: a fifth of the size) bytes; closes it."""
-    plt = _pyplot()
+    plt = pyplot()
     buffer = io.BytesIO()
     try:
         if fmt == "jpeg":
@@ -65,7 +65,7 @@ def curves_png(curves: Sequence[Curve], title: str) -> bytes:
     threshold's operating point marked."""
     from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
     colours = plt.get_cmap("tab10")
     for k, curve in enumerate(curves):
@@ -96,7 +96,7 @@ def curves_png(curves: Sequence[Curve], title: str) -> bytes:
 
 def histograms_png(curves: Sequence[Curve], title: str) -> bytes:
     """Per combination: histograms of the good and the anomalous samples' scores and the threshold line."""
-    plt = _pyplot()
+    plt = pyplot()
     cols = min(4, len(curves))
     rows = -(-len(curves) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 2.5 * rows), layout="constrained", squeeze=False)
@@ -145,7 +145,7 @@ def heat_overlay(image: np.ndarray, level: np.ndarray) -> np.ndarray:
     """(H, W, 3) floats in [0, 1]: the image with the map (in normal levels, same H x W) laid over it in the
     colormap; below ``SHOWN_RANGE[0]`` the image is untouched, from two thirds of the range on the colour
     covers it at 75 %."""
-    plt = _pyplot()
+    plt = pyplot()
     base = (image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)).astype(np.float64) / 255.0
     low, high = SHOWN_RANGE
     shown = np.clip((level - low) / (high - low), 0, 1)
@@ -154,7 +154,7 @@ def heat_overlay(image: np.ndarray, level: np.ndarray) -> np.ndarray:
 
 
 def _image_axis(ax, panel: Panel) -> object:
-    plt = _pyplot()
+    plt = pyplot()
     assert panel.image is not None
     ax.imshow(heat_overlay(_fit_width(panel.image, IMAGE_WIDTH), _fit_width(panel.level, IMAGE_WIDTH)),
               interpolation="bilinear")
@@ -181,7 +181,7 @@ def cloud_views(vertices: np.ndarray) -> list[np.ndarray]:
 
 
 def _cloud_axis(ax, panel: Panel, view: np.ndarray, title: str) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     assert panel.vertices is not None
     centred = panel.vertices - panel.vertices.mean(axis=0)
     rng = np.random.default_rng(0)
@@ -211,7 +211,7 @@ def sample_png(panels: Sequence[Panel], colour_bar: bool = True) -> bytes:
     """One sample as a row: each image sensor's heatmap over its image, the point cloud from two sides, one
     colour bar in normal levels (``colour_bar=False``: ground truth only, as a dataset's QA shows it);
     ground truth outlined in cyan (JPEG: photographs)."""
-    plt = _pyplot()
+    plt = pyplot()
     images = [p for p in panels if p.image is not None]
     clouds = [p for p in panels if p.vertices is not None]
     count = len(images) + 2 * len(clouds)

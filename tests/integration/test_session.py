@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from mulsen.acquisition.heater import open_heater
 from mulsen.acquisition.session import CaptureInterrupted, CaptureSession, SampleRequest, SessionConfig
@@ -18,6 +19,7 @@ from mulsen.hardware_mocks.heater_sim import read_edge_log
 from mulsen.hardware_mocks.scanner_sim import scan_pair
 from mulsen.hardware_mocks.sim_bench import SimulatedBench
 from mulsen.hardware_mocks.sim_cameras import BenchPart
+from tests.browser import IMAGES_JS, chromium, open_page
 
 pytest.importorskip("urx")
 pytest.importorskip("harvesters")
@@ -189,6 +191,17 @@ def test_batch_command_captures_a_plan_and_resumes(tmp_path: Path, bench, capsys
     assert "0 captured, 2 already present" in capsys.readouterr().out
     record = json.loads((tmp_path / "captures/capsule/102/capture.json").read_text())
     assert record["devices"]["simulated_part"] == "capsule:6:crack"
+    # each capture came with its contact sheet (listed in capture.json), and the batch with their index
+    assert "preview.png" in record["files"]
+    sheet = np.asarray(Image.open(tmp_path / "captures/capsule/102/preview.png").convert("RGB"), float)
+    assert sheet.shape[1] > 4 * sheet.shape[0] and sheet.std() > 20  # five panels in a row, not blank
+    index = tmp_path / "captures" / "index.html"
+    assert 'src="capsule/102/preview.png"' in index.read_text() and 'src="nut/101/preview.png"' in index.read_text()
+    if chromium() is not None:
+        with open_page(index, tmp_path / "chromium") as page:
+            assert page.problems == []
+            shown = page.evaluate(IMAGES_JS)
+        assert len(shown) == 2 and all(i["complete"] and i["stats"]["std"] > 20 for i in shown)
     plan.write_text("category,sample_id\nnut,1\nnut,1\n")
     assert main(args) == 2
     assert "planned twice" in capsys.readouterr().err
