@@ -311,6 +311,30 @@ def _intent_problem(capture: CaptureRecord, found: str, declared: str | None) ->
     return None
 
 
+def acquisition_summary(capture: CaptureRecord) -> dict[str, str]:
+    """How a capture was taken, in a few comparable strings (the dataset card counts them): lock-in settings,
+    the cameras' and the scanner's identities as the devices reported them."""
+    out: dict[str, str] = {}
+    lockin = capture.settings.get("lockin") or {}
+    if lockin:
+        out["lock-in"] = (f"{lockin.get('frequency_hz')} Hz, {lockin.get('periods')} periods + "
+                          f"{lockin.get('settle_periods')} settling, {lockin.get('power_percent')} % heater power, "
+                          f"{lockin.get('frame_rate_hz')} fps")
+    for key, name in (("rgb_camera", "RGB camera"), ("ir_camera", "IR camera")):
+        device = capture.devices.get(key)
+        if isinstance(device, dict):
+            size = device.get("settings", {}) if isinstance(device.get("settings"), dict) else {}
+            out[name] = (f"{device.get('vendor', '?')} {device.get('model', '?')} (serial "
+                         f"{device.get('serial_number', '?')}), {size.get('Width', '?')}x{size.get('Height', '?')} "
+                         f"{device.get('pixel_format', '')}").rstrip()
+    if capture.devices.get("heater"):
+        out["heater"] = str(capture.devices["heater"])
+    scans = capture.steps.scans
+    if scans is not None:
+        out["scanner"] = f"{scans.scan_a.format} exports, two passes (part turned over)"
+    return out
+
+
 def build_dataset(captures: Path, annotations: Path | None, out: Path, config: BuildConfig | None = None,
                   progress: Callable[[Iterable, int], Iterable] | None = None, update: bool = False,
                   jobs: int | Executor = 1) -> BuildReport:
@@ -436,7 +460,9 @@ def _plan(category: str, sample_id: str, folder: Path, annotations: Path | None,
         split = Split(config.splits[(category, sample_id)])
     else:
         split = Split.TEST if _goes_to_test(category, sample_id, config.test_good_ratio) else Split.TRAIN
+    policy = "manifest" if config.splits is not None else f"hash (test share of normals {config.test_good_ratio:g})"
     provenance = {"capture": f"{category}/{sample_id}", "captured": capture.finished, "operator": capture.operator,
-                  "simulated_part": capture.simulated_part}
+                  "simulated_part": capture.simulated_part, "split_policy": policy,
+                  "acquisition": acquisition_summary(capture)}
     return _Planned(category, sample_id, folder, defect_type, split, labelled.rgb_mask, labelled.ir_mask,
                     labelled.pc_anomalous_points, provenance)

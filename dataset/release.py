@@ -142,14 +142,61 @@ def _counts(entries: dict[str, FileEntry]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def dataset_card(manifest: ReleaseManifest, table: str, warnings: tuple[str, ...] = ()) -> str:
+@dataclass(frozen=True)
+class CardInfo:
+    """What a dataset card says beyond the files: the terms of use and how to cite (given when packing)."""
+
+    license: str = ""  # e.g. "CC BY-NC-SA 4.0"; empty: the card says none was given
+    citation: str = ""  # a BibTeX entry or a plain reference
+
+
+def provenance_summary(root: Path) -> list[str]:
+    """Markdown lines on how the samples were acquired, from the build's provenance logs: capture dates,
+    operators, split policy and acquisition settings, each with its number of samples (settings that differ
+    between samples are all listed)."""
+    from collections import Counter
+
+    from .writer import read_provenance
+
+    entries = [e for e in read_provenance(root)[0] if isinstance(e.get("sample"), str) and "captured" in e]
+    if not entries:
+        return ["Not built from captures (no provenance log): acquisition settings unknown."]
+    dates = sorted(d for d in (str(e["captured"])[:10] for e in entries) if re.fullmatch(r"\d{4}-\d\d-\d\d", d))
+    lines = [f"- captured: {dates[0]} to {dates[-1]} ({len(dates)} of {len(entries)} samples dated)" if dates
+             else f"- captured: no capture dates recorded ({len(entries)} samples)"]
+    operators = Counter(str(e.get("operator", "unknown")) for e in entries)
+    lines.append("- operators: " + ", ".join(f"{name} ({n})" for name, n in operators.most_common()))
+    policies = Counter(str(e.get("split_policy", "not recorded")) for e in entries)
+    lines.append("- split policy: " + ", ".join(f"{name} ({n})" for name, n in policies.most_common()))
+    settings: dict[str, Counter] = {}
+    for entry in entries:
+        for key, value in (entry.get("acquisition") or {}).items():
+            settings.setdefault(str(key), Counter())[str(value)] += 1
+    for key, values in settings.items():
+        lines.append(f"- {key}: " + "; ".join(f"{v} ({n})" for v, n in values.most_common()))
+    if not settings:
+        logged = any("acquisition" in e for e in entries)
+        lines.append("- acquisition settings: " + ("none in the captures' records" if logged
+                                                   else "not recorded (built before they were logged)"))
+    return lines
+
+
+def dataset_card(manifest: ReleaseManifest, table: str, warnings: tuple[str, ...] = (),
+                 info: CardInfo = CardInfo(), acquisition: list[str] | None = None) -> str:
     warning = [] if manifest.validation in ("passed", "not recorded") else [
         f"**Warning: this release did not pass `mulsen dataset validate`** ({manifest.validation}).", ""]
-    lines = [f"# {manifest.name} {manifest.version}", "", *warning,
+    status = (f"Validation: {manifest.validation}, {len(warnings)} warning(s) (listed below)."
+              if manifest.validation != "not recorded" else "Validation: not recorded.")
+    terms = ["## License", "", info.license or "No license was given when this release was packed (`mulsen dataset "
+             "pack --license`): ask the publisher before any use.", "", "## Citation", "",
+             *(["```", info.citation.strip(), "```"] if info.citation.strip() else
+               ["No citation was given (`mulsen dataset pack --citation`)."]), ""]
+    lines = [f"# {manifest.name} {manifest.version}", "", *warning, status, "", *terms,
              f"Created {manifest.created} with {manifest.tool}. Layout: MulSen-AD "
              "(`<category>/{RGB,Infrared,Pointcloud}/{train,test/<type>,GT/<type>}`).", "",
              f"{manifest.file_count} files, {manifest.total_bytes / 2 ** 20:.1f} MiB. Every file's size and "
              f"SHA-256 are listed in `{MANIFEST}`; check a copy with `mulsen dataset verify`.", "",
+             "## Acquisition", "", *(acquisition or ["Acquisition settings unknown."]), "",
              "## Statistics (Table 3 of the MulSen-AD paper)", "", "```", table.rstrip(), "```", "",
              "## Samples per category, split and type", "", "| category/split/type | samples |", "|---|---|"]
     lines += [f"| {key} | {count} |" for key, count in manifest.counts.items()]
@@ -164,7 +211,7 @@ def dataset_card(manifest: ReleaseManifest, table: str, warnings: tuple[str, ...
 
 def pack_dataset(root: str | Path, version: str, out: str | Path | None = None, name: str | None = None,
                  progress: Callable[[Iterable, int], Iterable] | None = None, allow_invalid: bool = False,
-                 jobs: int | Executor = 1) -> Path:
+                 jobs: int | Executor = 1, card_info: CardInfo = CardInfo()) -> Path:
     """Write ``<name>-<version>.tar.gz`` (plus the manifest and card beside it); return the archive path.
 
     The dataset is validated first and refused if invalid (``allow_invalid`` packs it anyway and says so
@@ -192,7 +239,8 @@ def pack_dataset(root: str | Path, version: str, out: str | Path | None = None, 
         validation = f"FAILED: {summary} (packed with --allow-invalid)"
     manifest = build_manifest(root, version, name, progress, validation, jobs)
     warnings = tuple(f"{p.message} ({p.kind})" for p in report.problems if p.severity == WARNING)
-    card = dataset_card(manifest, format_table(dataset_stats(MulsenDataset(root))), warnings)
+    card = dataset_card(manifest, format_table(dataset_stats(MulsenDataset(root))), warnings, card_info,
+                        provenance_summary(root))
     manifest_bytes = (manifest.to_json() + "\n").encode()
     now = int(datetime.now().timestamp())
     with atomic_path(archive, overwrite=False) as tmp, tarfile.open(tmp, "w:gz", compresslevel=6) as tar:

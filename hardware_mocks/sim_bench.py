@@ -6,8 +6,10 @@ import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
+from mulsen.acquisition.bench import DeviceProbe, arm_probe, camera_probe, export_dir_probe, heater_probe
 from mulsen.acquisition.heater import open_heater
 from mulsen.acquisition.robot import ArmGeometry, connected_arm
 from mulsen.acquisition.session import SampleRequest, SessionDevices
@@ -43,6 +45,16 @@ class SimulatedBench:
 
     def part_for(self, request: SampleRequest) -> BenchPart:
         return BenchPart.parse(request.part) if request.part else self.state.part
+
+    def probes(self) -> list[tuple[str, DeviceProbe]]:
+        """One check per simulated device, through the same drivers as a capture."""
+        clock, size = self.state.clock(), self.state.image_size
+        part = self.state.part
+        return [("heater", partial(heater_probe, self.state.heater_port, clock)),
+                ("ir camera", lambda: camera_probe(thermal_camera(part, clock, self.state.heater_edge_log, size))),
+                ("rgb camera", lambda: camera_probe(rgb_camera(part, clock, size))),
+                ("robot", partial(arm_probe, self.state.robot_host)),
+                ("scanner exports", partial(export_dir_probe, Path(self.state.scan_export_dir)))]
 
     @contextlib.contextmanager
     def open(self, request: SampleRequest) -> Iterator[SessionDevices]:

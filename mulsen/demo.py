@@ -153,7 +153,8 @@ def release_from_captures(out: Path) -> int:
                  ["sim", "annotate", str(captures), "--out", str(annotations)],
                  ["dataset", "build", "--captures", str(captures), "--annotations", str(annotations), "--out",
                   str(dataset), "--split-policy", "manifest", "--splits", str(splits)],
-                 ["dataset", "pack", str(dataset), "--version", "0.1.0"],
+                 ["dataset", "pack", str(dataset), "--version", "0.1.0", "--license",
+                  "CC BY-NC-SA 4.0 (simulated demo data)"],
                  ["dataset", "verify", str(out / "captured_dataset-0.1.0.tar.gz")]):
         print(f"$ mulsen {' '.join(argv)}", flush=True)
         if cli(argv):

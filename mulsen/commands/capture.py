@@ -120,6 +120,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     batch.add_argument("--plan", type=Path, required=True)
     _add_session_options(batch)
     batch.set_defaults(handler=_batch)
+
+    check = csub.add_parser("check", help="open every device of a bench once and list every problem",
+                            description="Before a capture day: opens the heater (and confirms it is off), grabs one "
+                            "frame from each camera, reads the arm's pose (it does not move) and looks at the "
+                            "scanner's export folder, each on its own, so one dead device never hides another. "
+                            "One line per device; exit status 1 when any failed.")
+    where = check.add_mutually_exclusive_group(required=True)
+    where.add_argument("--bench", type=Path, help="the real bench's JSON file")
+    where.add_argument("--sim", type=Path, metavar="STATE", help="the simulated bench of 'mulsen sim devices'")
+    check.set_defaults(handler=_check)
+
+    template = csub.add_parser("bench-template", help="write a commented bench.json to fill in",
+                               description="Writes a bench file with every field and a comment on each (keys "
+                               "starting with # are comments and are ignored when the file is read). Fill it in, "
+                               "then 'mulsen capture check --bench FILE'.")
+    template.add_argument("out", type=Path, nargs="?", default=Path("bench.json"), help="default bench.json")
+    template.set_defaults(handler=_bench_template)
     capture.set_defaults(handler=lambda args: capture.print_help() or 2)
 
 
@@ -181,6 +198,39 @@ def _session(args: argparse.Namespace):
 
     return CaptureSession(args.out, bench, config, announce=lambda text: print(text, flush=True),
                           on_finished=write_preview)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from mulsen.acquisition.bench import run_checks
+
+    if args.sim:
+        from mulsen.hardware_mocks.devices import SimBench
+        from mulsen.hardware_mocks.sim_bench import SimulatedBench
+
+        # not refused when a simulator is gone: that is what the check is for (it reports it, with the rest)
+        probes = SimulatedBench(SimBench.load(args.sim, check=False)).probes()
+    else:
+        from mulsen.acquisition.bench import RealBench
+
+        probes = RealBench.load(args.bench).probes()
+    results = run_checks(probes)
+    for r in results:
+        print(f"{'ok  ' if r.ok else 'FAIL'} {r.device}: {r.detail} ({r.seconds:.1f} s)", flush=True)
+    failed = [r.device for r in results if not r.ok]
+    print(f"{len(results) - len(failed)} of {len(results)} devices ok" + (f"; failed: {', '.join(failed)}"
+                                                                          if failed else ""))
+    return 1 if failed else 0
+
+
+def _bench_template(args: argparse.Namespace) -> int:
+    from mulsen.acquisition.bench import BENCH_TEMPLATE
+    from mulsen.core.atomic import atomic_write_text
+
+    if args.out.exists():
+        raise MulsenError(f"{args.out}: already exists (a bench file is never overwritten)")
+    atomic_write_text(args.out, json.dumps(BENCH_TEMPLATE, indent=2) + "\n", overwrite=False)
+    print(f"wrote {args.out}: fill in the devices (CHANGE-ME), then 'mulsen capture check --bench {args.out}'")
+    return 0
 
 
 def _sample(args: argparse.Namespace) -> int:

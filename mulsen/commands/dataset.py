@@ -95,6 +95,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     pack.add_argument("--name", help="release name (default: the folder name)")
     pack.add_argument("--out", type=Path, help="archive path (default: beside the dataset)")
     add_backend_options(pack, "validating and hashing files")
+    pack.add_argument("--license", default="", help="the terms of use written into the dataset card, e.g. "
+                      "'CC BY-NC-SA 4.0' (without: the card says none was given)")
+    pack.add_argument("--citation", default="", help="how to cite the release (a BibTeX entry or a reference; "
+                      "@FILE reads it from FILE)")
     pack.add_argument("--allow-invalid", action="store_true",
                       help="pack a dataset that fails validation (recorded in the manifest and the card)")
     pack.set_defaults(handler=_pack)
@@ -331,11 +335,15 @@ def read_splits(path: Path) -> dict[tuple[str, str], str]:
 
 
 def _pack(args: argparse.Namespace) -> int:
-    from mulsen.dataset.release import pack_dataset
+    from mulsen.core.files import read_input
+    from mulsen.dataset.release import CardInfo, pack_dataset
 
+    citation = args.citation
+    if citation.startswith("@"):
+        citation = read_input(Path(citation[1:]), "citation file").decode("utf-8", errors="replace")
     archive = pack_dataset(args.root, args.version, args.out, args.name, progress=bar("hashing files"),
-                           jobs=executor_from(args),
-                           allow_invalid=args.allow_invalid)
+                           jobs=executor_from(args), allow_invalid=args.allow_invalid,
+                           card_info=CardInfo(args.license.strip(), citation))
     print(f"wrote {archive} ({archive.stat().st_size / 2 ** 20:.1f} MiB) with its manifest and dataset card")
     return 0
 

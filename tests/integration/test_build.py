@@ -329,11 +329,20 @@ def test_build_pack_verify_round_trip_and_incremental_growth(tmp_path: Path, cap
     after = sorted(p.name for p in (out / "nut/RGB/test/good").iterdir())
     assert after[: len(before)] == before and len(after) == len(before) + 1
 
-    assert main(["dataset", "pack", str(out), "--version", "1.0.0"]) == 0
+    citation = tmp_path / "cite.bib"
+    citation.write_text("@misc{nuts2026, title={Nuts}}\n")
+    assert main(["dataset", "pack", str(out), "--version", "1.0.0", "--license", "CC BY-NC-SA 4.0",
+                 "--citation", f"@{citation}"]) == 0
     archive = tmp_path / "dataset-1.0.0.tar.gz"
     manifest = json.loads((tmp_path / "dataset-1.0.0.MANIFEST.json").read_text())
     assert manifest["counts"]["nut/train"] == 3 and manifest["counts"]["nut/test/hole"] == 1
-    assert "Statistics" in (tmp_path / "dataset-1.0.0.DATASET_CARD.md").read_text()
+    card = (tmp_path / "dataset-1.0.0.DATASET_CARD.md").read_text()
+    assert "Statistics" in card and "## License\n\nCC BY-NC-SA 4.0" in card and "@misc{nuts2026" in card
+    assert "Validation: passed, " in card
+    # how the samples were taken, from the captures (these rendered ones record no devices), over the 8 built
+    assert "- operators: world (8)" in card and "- split policy: manifest (8)" in card
+    assert "- captured: no capture dates recorded (8 samples)" in card
+    assert "- acquisition settings: none in the captures' records" in card
     assert verify_release(archive).ok
     assert main(["dataset", "pack", str(out), "--version", "1.0.0"]) == 2  # a release is never overwritten
 

@@ -271,3 +271,45 @@ def test_capture_sample_with_detect_judges_the_part_right_after_capture(tmp_path
     assert main(args) == 2
     assert "models/capsule" in capsys.readouterr().err
     assert not (tmp_path / "captures" / ".partial").exists()
+
+
+def test_capture_check_lists_every_device_and_every_problem(tmp_path: Path, bench, capsys):
+    from mulsen.cli import main
+
+    state, processes = bench
+    assert main(["capture", "check", "--sim", str(state.state_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines[:5]] == ["ok   heater", "ok   ir camera", "ok   rgb camera",
+                                                           "ok   robot", "ok   scanner exports"]
+    assert "output confirmed off" in lines[0] and "one 160x120 Mono16 frame" in lines[1]
+    assert lines[-1] == "5 of 5 devices ok"
+    processes["robot"].kill()  # one dead device: reported, and the others still checked
+    assert main(["capture", "check", "--sim", str(state.state_dir)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[3].startswith("FAIL robot: ") and all(line.startswith("ok") for line in lines[:3] + lines[4:5])
+    assert lines[-1] == "4 of 5 devices ok; failed: robot"
+
+
+def test_bench_template_is_a_bench_file_with_comments(tmp_path: Path, capsys):
+    from mulsen.acquisition.bench import BenchFile, RealBench
+    from mulsen.cli import main
+
+    out = tmp_path / "bench.json"
+    assert main(["capture", "bench-template", str(out)]) == 0
+    text = json.loads(out.read_text())
+    assert text["#heater_port"] and text["ir_camera"]["#"]  # commented
+    loaded = BenchFile.read(out)  # the comments are ignored, every field is there
+    assert loaded.heater_port == "/dev/ttyUSB0" and loaded.rgb_camera.pixel_format == "BayerRG8"
+    assert main(["capture", "bench-template", str(out)]) == 2  # never overwritten
+    # filled in with devices that are not there: every one fails with its reason, in one run
+    text.update(heater_port=str(tmp_path / "no-tty"), robot_host="127.0.0.254", scan_export_dir=str(tmp_path / "x"))
+    for camera in ("ir_camera", "rgb_camera"):
+        text[camera]["cti"] = str(tmp_path / "missing.cti")
+    out.write_text(json.dumps(text))
+    capsys.readouterr()
+    RealBench.load(out)
+    assert main(["capture", "check", "--bench", str(out)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6 and all(line.startswith("FAIL ") for line in lines[:5])
+    assert "no-tty" in lines[0] and "missing.cti" in lines[1] and "does not exist" in lines[4]
+    assert lines[-1].startswith("0 of 5 devices ok")

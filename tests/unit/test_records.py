@@ -115,3 +115,34 @@ def test_capture_records_keep_only_the_steps_done(tmp_path: Path):
     assert CaptureRecord.read(record.write(tmp_path / "capture.json")).simulated_part == "nut:1"
     with pytest.raises(ConfigError, match=r"sample id '\.\./x' is not a valid folder name"):
         SampleRequest("nut", "../x")
+
+
+def test_acquisition_summary_and_card_lines_count_each_setting(tmp_path):
+    """The dataset card's acquisition section: each setting as the devices reported it, with its samples."""
+    import json
+
+    from mulsen.dataset.build import acquisition_summary
+    from mulsen.dataset.captures import CaptureRecord, SampleRequest
+    from mulsen.dataset.release import provenance_summary
+
+    lockin = {"frequency_hz": 0.5, "periods": 4, "settle_periods": 1, "frame_rate_hz": 10.0, "power_percent": 80.0}
+    camera = {"vendor": "FLIR", "model": "A6750", "serial_number": "77", "pixel_format": "Mono16",
+              "settings": {"Width": 640, "Height": 512}}
+    record = CaptureRecord(SampleRequest("nut", "1"), "2026-11-30T10:00:00+00:00", operator="ana",
+                           devices={"ir_camera": camera, "heater": "LAB,HEATER,1,2.0"}, settings={"lockin": lockin})
+    summary = acquisition_summary(record)
+    assert summary == {"lock-in": "0.5 Hz, 4 periods + 1 settling, 80.0 % heater power, 10.0 fps",
+                       "IR camera": "FLIR A6750 (serial 77), 640x512 Mono16", "heater": "LAB,HEATER,1,2.0"}
+    log = tmp_path / "_provenance" / "nut.jsonl"
+    log.parent.mkdir()
+    entries = [{"sample": f"nut/train/{i}", "captured": f"2026-11-{28 + i}T10:00:00", "operator": op,
+                "split_policy": "hash (test share of normals 0.25)", "acquisition": summary}
+               for i, op in enumerate(["ana", "ana", "bo"])]
+    entries[2]["acquisition"] = {**summary, "lock-in": "0.2 Hz, 4 periods + 1 settling, 80.0 % heater power, 10.0 fps"}
+    log.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    lines = provenance_summary(tmp_path)
+    assert lines[0] == "- captured: 2026-11-28 to 2026-11-30 (3 of 3 samples dated)"
+    assert lines[1] == "- operators: ana (2), bo (1)"
+    assert lines[2] == "- split policy: hash (test share of normals 0.25) (3)"
+    assert "- lock-in: 0.5 Hz, 4 periods + 1 settling, 80.0 % heater power, 10.0 fps (2); 0.2 Hz" in lines[3]
+    assert "- IR camera: FLIR A6750 (serial 77), 640x512 Mono16 (3)" in lines
