@@ -64,9 +64,12 @@ def run_demo(args: argparse.Namespace) -> int:
     if closed_loop(out, out / "sim_bench"):
         return 1
     print(f"\ndemo finished: everything is under {out}/")
-    print(f"reports (open in a browser, offline): {out / 'reports' / 'dataset' / 'index.html'} (dataset), "
-          f"{out / 'reports' / 'evaluation' / 'index.html'} (evaluation), {out / 'detections' / 'index.html'} "
-          "(inspection)")
+    print("reports (open in a browser, offline):")
+    for what, page in (("dataset (curator's QA)", out / "reports" / "dataset" / "index.html"),
+                       ("evaluation", out / "reports" / "evaluation" / "index.html"),
+                       ("inspection of the fresh part", out / "detections" / "index.html"),
+                       ("capture contact sheets", out / "captures" / "index.html")):
+        print(f"  {what}: {page}" + ("" if page.exists() else " (missing!)"))
     return 0
 
 
