@@ -36,8 +36,10 @@ def record_ir(camera: Camera, heater: Heater, clock: Clock, settings: LockInSett
     raw = RawFrameWriter(folder / "ir_frames.tiff") if save_raw else None
     try:
         # in the operator's clock: a time-scaled simulator's 120 s heating takes 12 wall seconds at scale 10
-        with progress_fraction(f"heating {clock.real_seconds(settings.heating_s):.0f} s (lock-in "
-                               f"{settings.frequency_hz:g} Hz)", enabled=show_progress) as update:
+        wall = clock.real_seconds(settings.heating_s)
+        seconds = f"{wall:.0f}" if wall >= 10 else f"{wall:.1f}"
+        with progress_fraction(f"heating {seconds} s (lock-in {settings.frequency_hz:g} Hz)",
+                               enabled=show_progress) as update:
             capture = run_lockin(camera, heater, clock, settings, on_frame=raw,
                                  on_status=lambda status: update(status.fraction, status.text()))
     finally:

@@ -42,9 +42,11 @@ class _Lines:
             of = f"/{self.total}" if self.total else ""
             self._print(f"{done}{of}{share}, {now - self.started:.0f} s" + (f" · {text}" if text else ""))
 
-    def finish(self, done: int) -> None:
+    def finish(self, done: int | None, text: str = "") -> None:
+        """The last line; ``done`` None: work measured in fractions (no count to show)."""
         of = f"/{self.total}" if self.total else ""
-        self._print(f"{done}{of} done in {self.clock() - self.started:.0f} s")
+        count = "" if done is None else f"{done}{of} "
+        self._print(f"{count}done in {self.clock() - self.started:.0f} s" + (f" · {text}" if text else ""))
 
 
 def progress(items: Iterable[T], total: int | None = None, desc: str = "") -> Iterator[T]:
@@ -74,14 +76,15 @@ def progress_fraction(desc: str, enabled: bool = True) -> Iterator:
     mode = _mode() if enabled else "off"
     if mode == "lines":
         lines = _Lines(desc, 100)
-        reached = [0]
+        reached, said = [0], [""]
 
         def update_line(fraction: float, text: str = "") -> None:
             reached[0] = max(reached[0], int(max(0.0, min(1.0, fraction)) * 100))
+            said[0] = text or said[0]
             lines.update(reached[0], text)
 
         yield update_line
-        lines.finish(reached[0])
+        lines.finish(None, said[0])  # the last status is the summary (periods, frames, heater, SNR)
         return
     with tqdm(total=1000, desc=desc, leave=False, disable=mode == "off", dynamic_ncols=True,
               bar_format="{l_bar}{bar}| {postfix}") as handle:

@@ -27,9 +27,9 @@ def test_off_a_terminal_a_short_job_prints_one_plain_line(capsys, monkeypatch):
     assert list(progress(range(3), 3, "reading")) == [0, 1, 2]
     assert capsys.readouterr().err == "reading: 3/3 done in 0 s\n"  # no carriage returns, no bar
     with progress_fraction("heating") as update:
-        update(0.5)
-        update(1.0)
-    assert capsys.readouterr().err == "heating: 100/100 done in 0 s\n"
+        update(0.5, "period 1/2")
+        update(0.99, "period 2/2")
+    assert capsys.readouterr().err == "heating: done in 0 s · period 2/2\n"  # the last status as its summary
     monkeypatch.setenv("MULSEN_NO_PROGRESS", "1")  # mulsen -q, the tests
     assert list(progress(range(3), 3, "reading")) == [0, 1, 2]
     assert capsys.readouterr().err == ""
