@@ -15,20 +15,24 @@ Multi-sensor industrial anomaly detection (RGB + lock-in IR + 3D), from the lab 
 
 Roles and their commands:
   lab operators     mulsen capture rgb|ir|sample|batch  drive the cameras, lock-in IR, the arm, the scanner
+                    mulsen capture check|bench-template check every device once; a bench file to fill in
                     mulsen calibrate intrinsics|hand-eye|ir-rgb   calibrate the cameras and the arm
-  dataset curators  mulsen dataset validate|stats DIR   check a MulSen-AD dataset, print Table 3
+  dataset curators  mulsen dataset validate|stats|report DIR   check a MulSen-AD dataset, Table 3, HTML QA page
                     mulsen dataset merge|build|pack|verify   captures -> annotated release
   inspectors        mulsen train|evaluate|detect        fit the triple-sensor detector, score parts
+                    (evaluate --report, detect --report: HTML pages with heatmaps, curves, galleries)
   developers        mulsen sim dataset OUT              generate a synthetic dataset with planted defects
                     mulsen sim devices                  run the device simulators (heater, cameras, UR5, scanner)
                     mulsen sim annotate CAPTURES        play the curator on simulated captures
   everyone          mulsen demo                         the end-to-end demo on the simulators
 
-Run 'mulsen COMMAND --help' for the details of each command.
+Run 'mulsen COMMAND --help' for the details of each command. -q: results and errors only (scripts);
+-v: debug messages and the device libraries' own warnings.
 
-Exit status: 0 success; 1 the data were checked and found invalid (validate, verify); 2 an expected
-error (bad input, bad usage, a device problem), reported in one line; 3 an internal error, reported
-in one line (run again with --debug for the traceback, and please report it); 130 interrupted.
+Exit status: 0 success; 1 the data or devices were checked and found wanting (validate, verify,
+capture check); 2 an expected error (bad input, bad usage, a device problem), reported in one line;
+3 an internal error, reported in one line (run again with --debug for the traceback, and please
+report it); 130 interrupted.
 """
 
 EXIT_OK, EXIT_INVALID, EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
