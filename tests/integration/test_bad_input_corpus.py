@@ -1,7 +1,7 @@
 """The bad-input corpus: broken, hostile or odd inputs fed to the real ``mulsen`` command in a subprocess.
 
 Every case states the exit status it must give (1: the data were checked and are invalid; 2: an expected
-error) and a text that names the culprit; an exit-2 case must print exactly one line on stderr and no
+error; 0: a report that lists the bad input as its finding) and a text that names the culprit; an exit-2 case must print exactly one line on stderr and no
 traceback. Grow this list with every bad-input bug found.
 """
 
@@ -449,6 +449,36 @@ case("capture: simulator state not JSON", 2, "devices.json")(
     lambda w, t: (t / "devices.json").write_text("{") and ["capture", "rgb", str(t / "rgb"), "--sim", str(t)])
 
 
+# -- reports and bench tools (session 8) ----------------------------------------------------------------------
+
+
+def _broken_mask(w: World, tmp: Path) -> list[str]:
+    dataset = _copy(w.dataset, tmp)
+    (dataset / "capsule/Infrared/GT/hole/0.png").write_bytes(b"not a png")
+    return ["dataset", "report", str(dataset), "--out", str(tmp / "report")]
+
+
+case("dataset report: a category's mask unreadable (the page says so)", 0, "1 errors")(_broken_mask)
+case("dataset report: no such dataset", 2, "missing-ds")(
+    lambda w, t: ["dataset", "report", str(t / "missing-ds"), "--out", str(t / "r")])
+case("dataset report: --out is a file", 2, "not-a-folder")(
+    lambda w, t: (t / "not-a-folder").write_text("x") and ["dataset", "report", str(w.dataset), "--out",
+                                                            str(t / "not-a-folder")])
+case("evaluate: --report is a file", 2, "report.html")(
+    lambda w, t: (t / "report.html").write_text("x") and ["evaluate", str(w.dataset), "--models",
+                                                           str(w.model.parent), "--report", str(t / "report.html")])
+case("evaluate: negative --report-samples", 2, "--report-samples")(
+    lambda w, t: ["evaluate", str(w.dataset), "--models", str(w.model.parent), "--report", str(t / "r"),
+                  "--report-samples", "-1"])
+case("capture check: bench file not JSON", 2, "bench.json")(
+    lambda w, t: (t / "bench.json").write_text("{heater") and ["capture", "check", "--bench", str(t / "bench.json")])
+case("capture check: bench file without its cameras", 2, "bench.json")(
+    lambda w, t: (t / "bench.json").write_text(json.dumps({"heater_port": "/dev/null"}))
+    and ["capture", "check", "--bench", str(t / "bench.json")])
+case("capture bench-template: the file exists", 2, "never overwritten")(
+    lambda w, t: (t / "bench.json").write_text("{}") and ["capture", "bench-template", str(t / "bench.json")])
+
+
 @pytest.mark.parametrize("bad", CASES, ids=[c.name for c in CASES])
 def test_bad_input(world: World, tmp_path: Path, bad: Case):
     argv = bad.setup(world, tmp_path)
@@ -465,7 +495,7 @@ def test_bad_input(world: World, tmp_path: Path, bad: Case):
         lines = err.splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), err
         assert bad.names in lines[0], err
-    else:
+    else:  # 1: found invalid; 0: handled and reported in the output (a report that lists the bad file)
         assert bad.names in result.stdout, result.stdout[-3000:]
     assert not list(tmp_path.rglob(".partial")), "a partial capture was left behind"
 
