@@ -1,8 +1,8 @@
 """The bad-input corpus: broken, hostile or odd inputs fed to the real ``mulsen`` command in a subprocess.
 
 Every case states the exit status it must give (1: the data were checked and are invalid; 2: an expected
-error; 0: a report that lists the bad input as its finding) and a text that names the culprit; an exit-2 case must print exactly one line on stderr and no
-traceback. Grow this list with every bad-input bug found.
+error; 0: a report that lists the bad input as its finding) and a text that names the culprit; an exit-2 case
+must print exactly one line on stderr and no traceback. Grow this list with every bad-input bug found.
 """
 
 from __future__ import annotations
