@@ -296,16 +296,16 @@ def surface_samples(vertices: np.ndarray, faces: np.ndarray | None, count: int, 
     """
     from scipy.spatial import cKDTree
 
-    from mulsen.dataset.meshio import smooth_vertex_normals, vertex_normals
+    from mulsen.dataset.meshio import face_cross, smooth_vertex_normals, vertex_normals
 
     n = len(vertices)
     weight: np.ndarray
     if faces is not None and len(faces):
         # face normals averaged over a few rings (scanner noise makes single faces ragged); no PCA, so no
         # sign to guess: a PCA normal turned by the faces flips where it lies across an edge
-        normals = smooth_vertex_normals(vertex_normals(vertices, faces), faces, smoothing)
-        tri = vertices[faces]
-        face_area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+        crosses = face_cross(vertices, faces)  # once: the normals and the areas both come from it
+        normals = smooth_vertex_normals(vertex_normals(vertices, faces, crosses), faces, smoothing)
+        face_area = 0.5 * np.sqrt(np.einsum("ij,ij->i", crosses, crosses))
         weight = np.bincount(faces.ravel(), np.repeat(face_area / 3, 3), minlength=n)
         area = float(face_area.sum())
     else:

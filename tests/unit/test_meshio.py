@@ -89,3 +89,26 @@ def test_dedup_folds_signed_zeros_and_keeps_first_occurrence_order():
     unique, index = dedup_vertices(corners)
     np.testing.assert_array_equal(unique[index], corners + 0.0)
     assert [tuple(v) for v in unique] == list(dict.fromkeys(tuple(v) for v in (corners + 0.0)))
+
+
+@pytest.mark.parametrize("path", ["open3d", "sort"])
+def test_both_dedup_paths_agree_on_a_large_scan_with_signed_zeros(path, monkeypatch):
+    """Large meshes go through open3d's hash map when it is installed, small ones (and any without open3d)
+    through the sort: the same vertices in the same first-occurrence order either way."""
+    from mulsen.dataset import meshio
+
+    rng = np.random.default_rng(5)
+    vertices = rng.normal(size=(20000, 3)).astype(np.float32)
+    corners = vertices[rng.integers(0, 20000, 3 * 40000)]
+    corners[::13, 0] = -0.0
+    corners[::17, 0] = 0.0
+    assert len(corners) >= meshio.OPEN3D_DEDUP_MIN
+    if path == "open3d":
+        pytest.importorskip("open3d")
+        assert meshio._open3d_dedup(corners + 0.0) is not None
+    else:
+        monkeypatch.setattr(meshio, "_open3d_dedup", lambda corners: None)
+    unique, index = dedup_vertices(corners)
+    assert unique.dtype == np.float32 and index.dtype == np.int64
+    np.testing.assert_array_equal(unique[index], corners + 0.0)
+    assert [tuple(v) for v in unique] == list(dict.fromkeys(tuple(v) for v in (corners + 0.0)))
