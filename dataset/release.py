@@ -26,7 +26,7 @@ from mulsen.core.records import Record
 
 from .layout import find_root
 from .reader import MulsenDataset
-from .stats import dataset_stats, format_table, to_json
+from .stats import CategoryStats, dataset_stats, format_table, to_json
 from .validate import WARNING, validate_dataset
 
 MANIFEST = "MANIFEST.json"
@@ -121,11 +121,13 @@ def _hash_file(path: Path) -> FileEntry:
 
 def build_manifest(root: Path, version: str, name: str,
                    progress: Callable[[Iterable, int], Iterable] | None = None,
-                   validation: str = "passed", jobs: int | Executor = 1) -> ReleaseManifest:
+                   validation: str = "passed", jobs: int | Executor = 1,
+                   rows: list[CategoryStats] | None = None) -> ReleaseManifest:
+    """The manifest of the dataset at ``root`` (``rows``: its ``dataset_stats`` when the caller has them)."""
     files = dataset_files(root)
     hashed = as_executor(jobs).map(_hash_file, files, progress)  # one file per task, in file order
     entries = {path.relative_to(root).as_posix(): entry for path, entry in zip(files, hashed, strict=True)}
-    stats = json.loads(to_json(dataset_stats(MulsenDataset(root))))
+    stats = json.loads(to_json(rows if rows is not None else dataset_stats(MulsenDataset(root))))
     return ReleaseManifest(name, version, datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            f"mulsen-toolkit {__version__}", len(entries), sum(e.size for e in entries.values()),
                            _counts(entries), tuple(stats), entries, validation)
@@ -237,10 +239,10 @@ def pack_dataset(root: str | Path, version: str, out: str | Path | None = None, 
             raise MulsenError(f"{root}: the dataset does not validate ({summary}); fix it, or pack it anyway "
                               "with --allow-invalid (recorded in the manifest and the card)")
         validation = f"FAILED: {summary} (packed with --allow-invalid)"
-    manifest = build_manifest(root, version, name, progress, validation, jobs)
+    rows = dataset_stats(MulsenDataset(root))  # once: every mask is read for it (manifest and card)
+    manifest = build_manifest(root, version, name, progress, validation, jobs, rows)
     warnings = tuple(f"{p.message} ({p.kind})" for p in report.problems if p.severity == WARNING)
-    card = dataset_card(manifest, format_table(dataset_stats(MulsenDataset(root))), warnings, card_info,
-                        provenance_summary(root))
+    card = dataset_card(manifest, format_table(rows), warnings, card_info, provenance_summary(root))
     manifest_bytes = (manifest.to_json() + "\n").encode()
     now = int(datetime.now().timestamp())
     with atomic_path(archive, overwrite=False) as tmp, tarfile.open(tmp, "w:gz", compresslevel=6) as tar:

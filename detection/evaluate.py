@@ -290,15 +290,17 @@ def _format(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
 
 
+def total_confusions(results: list[CategoryResult]) -> dict[str, Confusion]:
+    """Per combination, the verdicts at each model's calibrated threshold summed over the categories."""
+    fields = ("true_positive", "false_positive", "true_negative", "false_negative")
+    return {n: Confusion(*(sum(getattr(r.confusion[n], f) for r in results) for f in fields))
+            for n in results[0].confusion}
+
+
 def confusion_table(results: list[CategoryResult]) -> str:
     """Verdicts at each model's calibrated threshold: TP/FP/TN/FN and accuracy per combination, all categories."""
-    names = list(results[0].confusion)
-    rows = []
-    for n in names:
-        total = [sum(getattr(r.confusion[n], f) for r in results)
-                 for f in ("true_positive", "false_positive", "true_negative", "false_negative")]
-        cm = Confusion(*total)
-        rows.append([n, *(str(v) for v in total), f"{cm.accuracy:.3f}"])
+    rows = [[n, str(c.true_positive), str(c.false_positive), str(c.true_negative), str(c.false_negative),
+             f"{c.accuracy:.3f}"] for n, c in total_confusions(results).items()]
     return _format(["combination", "TP", "FP", "TN", "FN", "accuracy"], rows)
 
 

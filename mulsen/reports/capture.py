@@ -30,13 +30,9 @@ def _scan_axis(ax, path: Path, title: str) -> None:
     from mulsen.dataset.scans import read_scan
 
     vertices = read_scan(path).vertices
-    view = render.cloud_views(vertices)[0]
-    centred = vertices - vertices.mean(axis=0)
-    chosen = np.random.default_rng(0).permutation(len(centred))[:render.CLOUD_POINTS]
-    projected = centred[chosen] @ view
-    order = np.argsort(projected[:, 2])
-    ax.scatter(projected[order, 0], projected[order, 1], c=projected[order, 2], cmap="viridis", s=1.5,
-               linewidths=0)
+    chosen = np.random.default_rng(0).permutation(len(vertices))[:render.CLOUD_POINTS]
+    projected, _ = render.project(vertices, render.cloud_views(vertices)[0], chosen)
+    ax.scatter(projected[:, 0], projected[:, 1], c=projected[:, 2], cmap="viridis", s=1.5, linewidths=0)
     ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -137,11 +133,13 @@ INDEX = """
 def capture_index(root: Path) -> Path:
     """``root/index.html``: every finished capture's contact sheet (made now where missing), newest last."""
     rows = []
+    from mulsen.dataset.captures import CAPTURE_FILE
+
     for category, sample, folder in capture_folders(root):
+        record = CaptureRecord.read(folder / CAPTURE_FILE)
         preview = folder / PREVIEW_FILE
         if not preview.exists():
-            write_preview(folder)
-        record = CaptureRecord.read(folder / "capture.json")
+            write_preview(folder, record)
         rows.append({"name": f"{category}/{sample}", "facts": _facts(record, folder),
                      "preview": os.path.relpath(preview, root) if preview.exists() else ""})
     body = html.render(INDEX, rows=rows, root=root)

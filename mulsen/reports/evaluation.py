@@ -16,7 +16,14 @@ import numpy as np
 from mulsen.dataset.reader import MulsenDataset
 from mulsen.dataset.records import Split
 from mulsen.detection.config import SHORT, combo_name
-from mulsen.detection.evaluate import CategoryResult, Confusion, SampleScore, table5_rows, table6_rows
+from mulsen.detection.evaluate import (
+    CategoryResult,
+    Confusion,
+    SampleScore,
+    table5_rows,
+    table6_rows,
+    total_confusions,
+)
 from mulsen.detection.inspector import map_scale
 from mulsen.detection.model import TripleADModel
 
@@ -116,12 +123,6 @@ def _confusion_rows(confusions: Mapping[str, Confusion], prefix: str) -> str:
     return html.table(["combination", "TP", "FP", "TN", "FN", "accuracy"], rows, prefix, plain=True)
 
 
-def _sum_confusions(results: list[CategoryResult]) -> dict[str, Confusion]:
-    names = list(results[0].confusion)
-    fields = ("true_positive", "false_positive", "true_negative", "false_negative")
-    return {n: Confusion(*(sum(getattr(r.confusion[n], f) for r in results) for f in fields)) for n in names}
-
-
 def _summary(results: list[CategoryResult], paper: bool) -> str:
     from markupsafe import Markup
 
@@ -133,7 +134,7 @@ def _summary(results: list[CategoryResult], paper: bool) -> str:
                        table5=Markup(html.table(header5, rows5, "object_auroc")),
                        modality=Markup(html.table(["category", *names], modality_rows, "modality_auroc",
                                                   plain=True)),
-                       confusion=Markup(_confusion_rows(_sum_confusions(results), "confusion/all")),
+                       confusion=Markup(_confusion_rows(total_confusions(results), "confusion/all")),
                        table6=Markup(html.table(header6, rows6, "localisation")))
 
 

@@ -180,24 +180,29 @@ def cloud_views(vertices: np.ndarray) -> list[np.ndarray]:
     return [np.stack([axes[0], axes[1], axes[2]], axis=1), np.stack([axes[0], axes[2], -axes[1]], axis=1)]
 
 
+def project(vertices: np.ndarray, view: np.ndarray, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ``chosen`` vertices, centred on the cloud's mean and seen through ``view`` (``cloud_views``), far
+    first (nearer points paint over them); returns (projected (n, 3) with depth last, the order applied)."""
+    projected = (vertices[chosen] - vertices.mean(axis=0)) @ view
+    order = np.argsort(projected[:, 2])
+    return projected[order], order
+
+
 def _cloud_axis(ax, panel: Panel, view: np.ndarray, title: str) -> None:
     plt = pyplot()
     assert panel.vertices is not None
-    centred = panel.vertices - panel.vertices.mean(axis=0)
     rng = np.random.default_rng(0)
-    chosen = rng.permutation(len(centred))[:CLOUD_POINTS]
+    chosen = rng.permutation(len(panel.vertices))[:CLOUD_POINTS]
     hot = np.flatnonzero(panel.level >= SHOWN_RANGE[0])  # every anomalous-looking vertex is drawn
     chosen = np.union1d(chosen, hot[np.argsort(-panel.level[hot])[:CLOUD_POINTS]])
-    projected = centred[chosen] @ view
-    order = np.argsort(projected[:, 2])  # far first: nearer points paint over them
+    projected, order = project(panel.vertices, view, chosen)
     low, high = SHOWN_RANGE
     cmap = plt.get_cmap(COLORMAP).with_extremes(under=BELOW_RANGE)
-    ax.scatter(projected[order, 0], projected[order, 1], c=np.minimum(panel.level[chosen][order], high), cmap=cmap,
+    ax.scatter(projected[:, 0], projected[:, 1], c=np.minimum(panel.level[chosen][order], high), cmap=cmap,
                vmin=low, vmax=high, s=2, linewidths=0)
     if panel.truth is not None and panel.truth.any():
-        truth = np.flatnonzero(panel.truth)
-        truth = rng.permutation(truth)[:CLOUD_TRUTH_POINTS]
-        ringed = centred[truth] @ view
+        truth = rng.permutation(np.flatnonzero(panel.truth))[:CLOUD_TRUTH_POINTS]
+        ringed, _ = project(panel.vertices, view, truth)
         ax.scatter(ringed[:, 0], ringed[:, 1], s=12, facecolors="none", edgecolors=GT_COLOUR, linewidths=0.5,
                    alpha=0.8)
     ax.set_aspect("equal")
