@@ -41,8 +41,9 @@ def main() -> None:
         print(f"train_s_per_normal: {(time.perf_counter() - t) / args.train:.3f} s")
         tests = ds.records("capsule", "test")
 
-        def judge(record) -> float:  # reading the three files included, as the inspector does
-            return model.fuse({m: r.score for m, r in model.score(ds.load(record)).items()}, model.config.modalities)
+        def judge(record) -> float:  # reading the three sensor files included (not the masks), as an inspector
+            data = ds.load(record, ground_truth=False)
+            return model.fuse({m: r.score for m, r in model.score(data).items()}, model.config.modalities)
 
         t = time.perf_counter()
         judge(tests[0])  # the first sample also pays the imports (open3d, scipy.sparse): a line's start-up

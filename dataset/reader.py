@@ -150,15 +150,17 @@ class MulsenDataset:
         for category in self.categories:
             yield from self.records(category)
 
-    def load(self, record: SampleRecord) -> SampleData:
-        """Load images, the deduplicated mesh and per-modality GT (zeros where the label is 0)."""
+    def load(self, record: SampleRecord, ground_truth: bool = True) -> SampleData:
+        """Load images, the deduplicated mesh and per-modality GT (zeros where the label is 0);
+        ``ground_truth=False``: only the three sensor files, as an inspector judging the sample reads it (the
+        masks are then all zeros)."""
         rgb = read_rgb(record.rgb_path)
         ir = read_ir(record.ir_path)
         mesh = read_stl(record.pc_path)
-        rgb_mask = self._load_mask(record.rgb_gt, rgb.shape[:2])
-        ir_mask = self._load_mask(record.ir_gt, ir.shape[:2])
+        rgb_mask = self._load_mask(record.rgb_gt if ground_truth else None, rgb.shape[:2])
+        ir_mask = self._load_mask(record.ir_gt if ground_truth else None, ir.shape[:2])
         pc_mask = np.zeros(len(mesh.vertices), dtype=bool)
-        if record.pc_gt is not None:
+        if record.pc_gt is not None and ground_truth:
             pc_mask = point_mask(mesh.vertices, read_pc_gt(record.pc_gt), self.point_tolerance, record.pc_gt)
         return SampleData(record, rgb, ir, mesh, rgb_mask, ir_mask, pc_mask)
 

@@ -38,6 +38,13 @@ def test_round_trip_exact(tmp_path: Path):
     found = np.sort(data.mesh.vertices[data.pc_mask], 0)
     assert np.allclose(found, np.sort(content.pc_anomalous_points, 0), atol=1e-4)
     assert np.allclose(data.mesh.vertices.mean(0), content.mesh.vertices.mean(0), atol=1e-3)
+    # as an inspector reads it: the three sensor files only (ground-truth files corrupted: never read), no masks
+    for gt in (rec.rgb_gt, rec.ir_gt, rec.pc_gt):
+        assert gt is not None
+        gt.write_bytes(b"not a mask")
+    bare = ds.load(rec, ground_truth=False)
+    assert np.array_equal(bare.rgb, data.rgb) and np.array_equal(bare.mesh.vertices, data.mesh.vertices)
+    assert not bare.rgb_mask.any() and not bare.ir_mask.any() and not bare.pc_mask.any()
 
 
 def test_numbering_restarts_per_folder_and_csv_is_sorted(small_dataset: Path):

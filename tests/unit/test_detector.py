@@ -62,6 +62,47 @@ def test_knn_neighbours_are_the_brute_force_ones_nearest_first():
     assert np.all(np.isinf(dist))
 
 
+def test_narrow_banks_search_a_tree_with_the_brute_force_answer():
+    """Banks up to KDTREE_MAX_DIMS wide are searched with a k-d tree, wider ones with blocked products: both
+    give the exact nearest entries; the tree is built once and never pickled (worker processes rebuild it)."""
+    import pickle
+
+    from mulsen.detection.memory_bank import KDTREE_MAX_DIMS
+
+    rng = np.random.default_rng(5)
+    for dims in (3, 12, KDTREE_MAX_DIMS, KDTREE_MAX_DIMS + 1):
+        bank = rng.normal(size=(400, dims)).astype(np.float32)
+        queries = np.concatenate([rng.normal(size=(60, dims)), 8 + rng.normal(size=(5, dims))]).astype(np.float32)
+        full = np.sqrt(((queries[:, None].astype(np.float64) - bank[None]) ** 2).sum(-1))
+        mb = MemoryBank(bank, np.zeros(dims), np.ones(dims))
+        dist, idx = mb.nearest(queries, 3)
+        assert np.array_equal(idx, np.argsort(full, axis=1)[:, :3]), dims
+        assert np.allclose(dist, np.sort(full, axis=1)[:, :3], atol=1e-5)
+        assert (mb._tree is not None) == (dims <= KDTREE_MAX_DIMS)
+        again = pickle.loads(pickle.dumps(mb))
+        assert again._tree is None and np.array_equal(again.score(queries), mb.score(queries))
+    with pytest.raises(ValueError, match="width"):
+        MemoryBank(bank[:, :4], np.zeros(4), np.ones(4)).nearest(queries[:, :3])
+
+
+def test_anomaly_map_is_the_bilinear_resize_then_the_blur():
+    """The map is computed as two products with per-axis matrices: the same values as resizing the patch
+    grid with PIL and blurring it with scipy, on grids that do not divide the image."""
+    from PIL import Image
+    from scipy.ndimage import gaussian_filter
+
+    from mulsen.detection.features import PatchGrid
+
+    rng = np.random.default_rng(3)
+    for rows, cols, h, w in ((48, 64, 960, 1280), (7, 9, 100, 133), (1, 5, 20, 31)):
+        low = (rng.random((rows, cols)) ** 4).astype(np.float32)
+        resized = Image.fromarray(low, mode="F").resize((w, h), Image.Resampling.BILINEAR)
+        reference = gaussian_filter(np.asarray(resized), 2.5)
+        amap = upsample_scores(low.ravel(), PatchGrid(rows, cols, (h, w)), sigma=2.5)
+        assert amap.shape == (h, w) and amap.dtype == np.float32
+        assert np.allclose(amap, reference, rtol=1e-5, atol=1e-6 * reference.max())
+
+
 def test_bank_tolerance_scores_a_variable_region_relative_to_its_own_spread():
     """Two kinds of normal patches: tight ones (spread 0.01) and variable ones (spread 1). Without
     tolerances a normal variable patch outscores a tight patch 0.3 off its cluster; with them, it does not."""

@@ -112,3 +112,26 @@ def test_both_dedup_paths_agree_on_a_large_scan_with_signed_zeros(path, monkeypa
     assert unique.dtype == np.float32 and index.dtype == np.int64
     np.testing.assert_array_equal(unique[index], corners + 0.0)
     assert [tuple(v) for v in unique] == list(dict.fromkeys(tuple(v) for v in (corners + 0.0)))
+
+
+def test_face_products_and_smoothed_normals_equal_their_plain_definitions():
+    """face_cross (per coordinate) is np.cross of the edges; the sparse smoothing is the plain loop: each
+    round, every vertex adds the unit mean normal of each face it belongs to (duplicated corners included)."""
+    from mulsen.dataset.meshio import face_cross, smooth_vertex_normals, vertex_normals
+
+    rng = np.random.default_rng(0)
+    vertices = rng.normal(size=(60, 3))
+    faces = rng.integers(0, 60, (150, 3))
+    faces[0] = (4, 4, 7)  # a degenerate face: a vertex twice
+    tri = vertices[faces]
+    assert np.array_equal(face_cross(vertices, faces), np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]))
+    normals = vertex_normals(vertices, faces)
+    expected = normals.copy()
+    for _ in range(3):
+        face_mean = expected[faces].sum(axis=1)
+        face_mean /= np.linalg.norm(face_mean, axis=1, keepdims=True)
+        summed = expected.copy()
+        np.add.at(summed, faces.ravel(), np.repeat(face_mean, 3, axis=0))
+        length = np.linalg.norm(summed, axis=1, keepdims=True)
+        expected = summed / np.where(length > 0, length, 1)
+    assert np.allclose(smooth_vertex_normals(normals, faces, 3), expected, atol=1e-12)
