@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -177,30 +178,38 @@ def face_cross(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return np.stack([by * cz - bz * cy, bz * cx - bx * cz, bx * cy - by * cx], axis=1)
 
 
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray, crosses: np.ndarray | None = None) -> np.ndarray:
+def face_incidence(faces: np.ndarray, vertex_count: int) -> Any:
+    """(F, V) sparse matrix with a 1 at each face's three corners (CSR built directly: three entries a row, no
+    sorting). ``incidence.T @ per_face`` sums a per-face value at each vertex (in face order, as a loop would);
+    ``incidence @ per_vertex`` sums a per-vertex value over each face's corners."""
+    from scipy.sparse import csr_matrix
+
+    corners = np.asarray(faces, np.int64).reshape(-1)
+    return csr_matrix((np.ones(corners.size), corners, np.arange(0, corners.size + 1, 3)),
+                      shape=(len(corners) // 3, vertex_count))
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray, crosses: np.ndarray | None = None,
+                   incidence: Any = None) -> np.ndarray:
     """Area-weighted unit vertex normals (outward for consistently wound meshes); zero for unused vertices.
-    ``crosses``: the faces' ``face_cross`` when the caller has them already."""
+    ``crosses``: the faces' ``face_cross``, ``incidence``: their ``face_incidence``, when the caller has them."""
     face_normals = face_cross(vertices, faces) if crosses is None else crosses
-    return _unit(_sum_at_corners(faces, np.repeat(face_normals, 3, axis=0), len(vertices)))
+    to_faces = face_incidence(faces, len(vertices)) if incidence is None else incidence
+    return _unit(to_faces.T @ face_normals)
 
 
-def smooth_vertex_normals(normals: np.ndarray, faces: np.ndarray, rounds: int, max_angle_deg: float = 180.0
-                          ) -> np.ndarray:
+def smooth_vertex_normals(normals: np.ndarray, faces: np.ndarray, rounds: int, max_angle_deg: float = 180.0,
+                          incidence: Any = None) -> np.ndarray:
     """Unit normals averaged ``rounds`` times over each vertex's faces (vertex -> face -> vertex).
 
     A face votes for a vertex only where their normals lie within ``max_angle_deg``: noise is averaged
-    away while edges and rims stay sharp.
+    away while edges and rims stay sharp. ``incidence``: the faces' ``face_incidence`` if already built.
     """
     corners = np.asarray(faces, np.int64).reshape(-1)
     if max_angle_deg >= 180.0 and rounds:  # every face votes: two sparse products per round, ~10x faster
-        from scipy.sparse import csr_matrix
-
-        # face -> vertex rows are three entries each: built as CSR directly, used transposed (no sorting)
-        to_faces = csr_matrix((np.ones(corners.size), corners, np.arange(0, corners.size + 1, 3)),
-                              shape=(len(faces), len(normals)))
-        incidence = to_faces.T
+        to_faces = face_incidence(faces, len(normals)) if incidence is None else incidence
         for _ in range(rounds):
-            normals = _unit(incidence @ _unit(to_faces @ normals) + normals)
+            normals = _unit(to_faces.T @ _unit(to_faces @ normals) + normals)
         return normals
     cos_limit = np.cos(np.radians(max_angle_deg))
     for _ in range(rounds):
@@ -217,5 +226,13 @@ def _sum_at_corners(faces: np.ndarray, per_corner: np.ndarray, vertex_count: int
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
-    length = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))[:, None]  # linalg.norm's result, 3x faster
-    return vectors / np.where(length > 0, length, 1)
+    """Rows scaled to unit length (zero rows stay zero): per coordinate, 1.7x faster than an einsum of the rows
+    and 5x faster than ``linalg.norm``; summed as (x² + z²) + y², the order this machine's einsum used, so the
+    normals stayed bit-identical when it was replaced."""
+    x, y, z = vectors[:, 0], vectors[:, 1], vectors[:, 2]
+    length = x * x
+    length += z * z
+    length += y * y
+    np.sqrt(length, out=length)
+    length[length == 0] = 1
+    return vectors / length[:, None]

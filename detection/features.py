@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import gaussian_filter, gaussian_filter1d, grey_opening, uniform_filter
+from scipy.ndimage import gaussian_filter, gaussian_filter1d, grey_opening, uniform_filter1d
 
 from mulsen.core.errors import ConfigError
 
@@ -154,16 +154,23 @@ def image_features(image: np.ndarray, config: ImageFeatureConfig = ImageFeatureC
     work_h = max(8, round(h * config.work_width / w))
     resized = np.asarray(Image.fromarray(image).resize((config.work_width, work_h), Image.Resampling.BILINEAR))
     chans = _channels(resized, config.gain_percentile)
-    feats = []
-    for size in config.scales:
-        mean = uniform_filter(chans, size=(size, size, 1), mode="reflect")
-        sq = uniform_filter(chans * chans, size=(size, size, 1), mode="reflect")
-        feats += [mean, np.sqrt(np.clip(sq - mean * mean, 0, None))]
-    stack = np.concatenate(feats, axis=-1)
-    if config.compress == "log":
-        stack = np.sign(stack) * np.log1p(np.abs(stack) / LOG_KNEE)
     s = config.stride
-    sampled = stack[s // 2::s, s // 2::s]
+    kept = slice(s // 2, None, s)  # patch centres: every stride-th row and column
+
+    def box(values: np.ndarray, size: int) -> np.ndarray:
+        # uniform_filter's own two passes (rows, then columns, float32 in between), the column pass only on the
+        # rows patches are sampled from: the same values, a quarter of the work after the first pass
+        rows = uniform_filter1d(values, size, axis=0, mode="reflect")[kept]
+        return uniform_filter1d(rows, size, axis=1, mode="reflect")[:, kept]
+
+    feats = []
+    squares = chans * chans
+    for size in config.scales:
+        mean, sq = box(chans, size), box(squares, size)
+        feats += [mean, np.sqrt(np.clip(sq - mean * mean, 0, None))]
+    sampled = np.concatenate(feats, axis=-1)
+    if config.compress == "log":
+        sampled = np.sign(sampled) * np.log1p(np.abs(sampled) / LOG_KNEE)
     grid = PatchGrid(sampled.shape[0], sampled.shape[1], (h, w))
     return sampled.reshape(-1, sampled.shape[-1]).astype(np.float32), grid
 
@@ -310,7 +317,7 @@ def surface_samples(vertices: np.ndarray, faces: np.ndarray | None, count: int, 
     """
     from scipy.spatial import cKDTree
 
-    from mulsen.dataset.meshio import face_cross, smooth_vertex_normals, vertex_normals
+    from mulsen.dataset.meshio import face_cross, face_incidence, smooth_vertex_normals, vertex_normals
 
     n = len(vertices)
     weight: np.ndarray
@@ -318,9 +325,11 @@ def surface_samples(vertices: np.ndarray, faces: np.ndarray | None, count: int, 
         # face normals averaged over a few rings (scanner noise makes single faces ragged); no PCA, so no
         # sign to guess: a PCA normal turned by the faces flips where it lies across an edge
         crosses = face_cross(vertices, faces)  # once: the normals and the areas both come from it
-        normals = smooth_vertex_normals(vertex_normals(vertices, faces, crosses), faces, smoothing)
+        incidence = face_incidence(faces, n)  # and one face-vertex matrix for every sum over corners
+        normals = smooth_vertex_normals(vertex_normals(vertices, faces, crosses, incidence), faces, smoothing,
+                                        incidence=incidence)
         face_area = 0.5 * np.sqrt(np.einsum("ij,ij->i", crosses, crosses))
-        weight = np.bincount(faces.ravel(), np.repeat(face_area / 3, 3), minlength=n)
+        weight = incidence.T @ (face_area / 3)
         area = float(face_area.sum())
     else:
         normals = _cloud_normals(vertices, neighbours)
