@@ -23,10 +23,11 @@ def standardise(features: np.ndarray, scalar: bool = False) -> tuple[np.ndarray,
     """(mean, scale) of patch features: per-dimension spread with a floor, so that a dimension that never
     varies on normals does not turn tiny test deviations into huge distances; ``scalar``: the official code's
     one mean and one (unbiased, as ``torch.std``) standard deviation over every element, as (D,) arrays."""
-    if scalar:
-        x = np.asarray(features, np.float64)
+    if scalar:  # accumulated in float64 without a float64 copy of the patches (the same values)
+        x = np.asarray(features)
         dims = features.shape[1]
-        return np.full(dims, x.mean(), np.float32), np.full(dims, x.std(ddof=1) or 1.0, np.float32)
+        return (np.full(dims, x.mean(dtype=np.float64), np.float32),
+                np.full(dims, x.std(ddof=1, dtype=np.float64) or 1.0, np.float32))
     std = features.std(axis=0)
     return features.mean(axis=0), std + 0.05 * float(std.mean()) + 1e-6
 
@@ -241,7 +242,9 @@ def _entry_tolerance(normed: np.ndarray, source: np.ndarray, keep: np.ndarray, s
     an entry has few hits, and never below a quarter of it.
     """
     rng = np.random.default_rng(seed + 7919)
-    pool = np.setdiff1d(np.arange(len(normed)), keep)
+    outside = np.ones(len(normed), bool)
+    outside[keep] = False
+    pool = np.flatnonzero(outside)  # the rows not kept, in order (setdiff1d's answer without its sort)
     drawn = rng.choice(pool, min(len(pool), TOLERANCE_PATCHES), replace=False) if len(pool) else keep
     dist, nearest = nearest_neighbours(normed[drawn], normed[keep], 1, groups=(source[drawn], source[keep]))
     usable = np.isfinite(dist[:, 0])

@@ -47,6 +47,21 @@ def test_round_trip_exact(tmp_path: Path):
     assert not bare.rgb_mask.any() and not bare.ir_mask.any() and not bare.pc_mask.any()
 
 
+def test_ir_channels_that_disagree_are_averaged_rounding_half_up(tmp_path: Path):
+    from PIL import Image
+
+    from mulsen.dataset.formats import read_ir
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    rgb[0, :3] = [[255, 255, 255], [0, 0, 1], [0, 1, 1]]
+    Image.fromarray(rgb).save(tmp_path / "ir.png")
+    expected = ((rgb.astype(np.int64).sum(axis=2) + 1) // 3).astype(np.uint8)
+    gray = read_ir(tmp_path / "ir.png")
+    assert gray.dtype == np.uint8 and np.array_equal(gray, expected)
+    assert gray[0, :3].tolist() == [255, 0, 1]
+
+
 def test_numbering_restarts_per_folder_and_csv_is_sorted(small_dataset: Path):
     ds = MulsenDataset(small_dataset)
     assert ds.categories == ["capsule", "nut"]  # official order
