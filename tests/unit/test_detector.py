@@ -85,6 +85,34 @@ def test_narrow_banks_search_a_tree_with_the_brute_force_answer():
         MemoryBank(bank[:, :4], np.zeros(4), np.ones(4)).nearest(queries[:, :3])
 
 
+def test_point_features_are_open3d_fpfh_at_the_surface_samples():
+    """The tensor FPFH the features use equals open3d's legacy FPFH (the reference implementation) on the same
+    samples and normals, and the vertex map and smoothing neighbours are the exact nearest centres."""
+    import open3d as o3d
+    from scipy.spatial import cKDTree
+
+    from mulsen.detection.features import PointFeatureConfig, point_features, surface_samples
+    from mulsen.hardware_mocks.world.defects import DefectConfig
+    from mulsen.hardware_mocks.world.generate import SampleTask, render_sample
+
+    mesh = render_sample(SampleTask("capsule", "test", 0, "hole", 3, "small", DefectConfig()))[0].mesh
+    config = PointFeatureConfig(max_points=800)
+    feats, groups = point_features(mesh.vertices, config, mesh.faces)
+    centred = mesh.vertices - mesh.vertices.mean(axis=0)
+    chosen, normals, spacing = surface_samples(centred, mesh.faces, config.max_points, config.normal_smoothing)
+    assert np.array_equal(groups.centres, centred[chosen])
+    legacy = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(centred[chosen]))
+    legacy.normals = o3d.utility.Vector3dVector(normals)
+    for k, radius in enumerate(config.feature_radii):
+        ref = np.asarray(o3d.pipelines.registration.compute_fpfh_feature(
+            legacy, o3d.geometry.KDTreeSearchParamHybrid(radius=radius * spacing, max_nn=config.max_nn)).data).T
+        ref = ref / (ref.sum(axis=1, keepdims=True) / 3 + 1e-9)
+        assert np.allclose(feats[:, 33 * k:33 * (k + 1)], ref, rtol=1e-6, atol=1e-6)
+    tree = cKDTree(groups.centres)
+    assert np.array_equal(groups.vertex_to_group, tree.query(centred, k=1)[1])
+    assert np.array_equal(groups.neighbours, tree.query(groups.centres, k=config.smoothing_neighbours)[1])
+
+
 def test_anomaly_map_is_the_bilinear_resize_then_the_blur():
     """The map is computed as two products with per-axis matrices: the same values as resizing the patch
     grid with PIL and blurring it with scipy, on grids that do not divide the image."""
