@@ -3,7 +3,8 @@
 Trains one category from a generated full-size synthetic set (RGB 1280x960, IR 640x480, ~80k-vertex
 meshes). ``--train N`` sets the number of normal training samples (the issue's figure uses 100). Inference includes
 reading each sample's three files: its latency on one process, and the time per sample when every core
-judges samples (``mulsen detect`` / ``evaluate`` with their default ``--jobs``).
+judges samples (``mulsen detect`` / ``evaluate`` with their default ``--jobs``); then where one sample's time goes
+(``stage_*`` lines: reading each file, and per modality features, bank search and anomaly map).
 """
 
 from __future__ import annotations
@@ -60,6 +61,41 @@ def main() -> None:
         print(f"inference_s_per_sample_{available_cores()}_processes: {(time.perf_counter() - t) / len(stream):.3f} s"
               f" ({len(stream)} samples)")
         print(f"peak_rss: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+        stages(ds, model, tests)
+
+
+def stages(ds: MulsenDataset, model: TripleADModel, tests: list) -> None:
+    """Where one sample's time goes on one process: reading each file, and per modality its features, the bank
+    search and the anomaly map (the pieces ``model.score`` runs in turn)."""
+    from mulsen.dataset.formats import read_ir, read_rgb
+    from mulsen.dataset.meshio import read_stl
+    from mulsen.detection.features import PointGroups, upsample_scores
+    from mulsen.detection.scoring import extract, view_scores, views
+
+    spent: dict[str, float] = {}
+
+    def timed(name: str, fn, *args):
+        start = time.perf_counter()
+        out = fn(*args)
+        spent[name] = spent.get(name, 0.0) + time.perf_counter() - start
+        return out
+
+    columns = views(model.banks, model.config)
+    for record in tests:
+        timed("read_rgb", read_rgb, record.rgb_path)
+        timed("read_ir", read_ir, record.ir_path)
+        timed("read_stl", read_stl, record.pc_path)
+        data = ds.load(record, ground_truth=False)
+        for m in model.config.modalities:
+            feats, geometry = timed(f"{m}_features", extract, m, data, model.config)
+            wanted = {c: v for c, v in columns.items() if v.modality == m}
+            scored = timed(f"{m}_search", view_scores, model.banks[m], feats, geometry, model.config, m, wanted)
+            if isinstance(geometry, PointGroups):
+                timed(f"{m}_map", geometry.vertex_map, scored[m][1])
+            else:
+                timed(f"{m}_map", upsample_scores, scored[m][1], geometry, model.config.map_protocol)
+    for name, seconds in spent.items():
+        print(f"stage_{name}_s: {seconds / len(tests):.4f} s")
 
 
 if __name__ == "__main__":
