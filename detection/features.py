@@ -357,7 +357,7 @@ def _spread(points: np.ndarray, weight: np.ndarray, count: int, area: float) -> 
                                                  p=weight / weight.sum())
     radius = 0.6 * np.sqrt(area / max(count, 1))
     # each close pair once, (earlier, later) in candidate order: a candidate only ever blocks later ones
-    pairs = np.sort(cKDTree(points[candidates]).query_pairs(radius, output_type="ndarray"), axis=1)
+    pairs = np.sort(cKDTree(points[candidates], balanced_tree=False).query_pairs(radius, output_type="ndarray"), axis=1)
     pairs = pairs[np.argsort(pairs[:, 0], kind="stable")]
     starts = np.searchsorted(pairs[:, 0], np.arange(len(candidates) + 1))
     blocked = np.zeros(len(candidates), bool)
