@@ -163,7 +163,16 @@ class DetectorConfig:
         """``workers`` (a process count or an executor) as the executor this configuration may use: a local
         pool becomes in-process work when torch networks extract (``process_safe``); Ray tasks stay."""
         run = as_executor(workers)
-        return InProcess() if not self.process_safe and isinstance(run, LocalPool) else run
+        if not self.process_safe and isinstance(run, LocalPool):
+            return InProcess()
+        if isinstance(run, LocalPool) and "pointcloud" in self.modalities and self.points.backbone == "fpfh":
+            # forked workers inherit what this process has imported: open3d once here (0.65 s) rather than
+            # in every worker of every pool (train --all forks a pool per category and step)
+            try:
+                import open3d  # noqa: F401
+            except ImportError:  # the optional geometry extra: point_features says what is missing
+                pass
+        return run
 
     def extractor(self, modality: str) -> ImageFeatureConfig | PointFeatureConfig:
         if modality == "rgb":

@@ -321,3 +321,16 @@ def test_point_maps_can_interpolate_between_centres():
     assert idw.vertex_to_group.shape == (2000, 4) and np.allclose(idw.vertex_weights.sum(axis=1), 1)
     assert np.array_equal(idw.vertex_to_group[:, 0], nearest.vertex_to_group)  # the nearest weighs most
     assert (idw.vertex_weights[:, 0] >= idw.vertex_weights[:, 1:].max(axis=1) - 1e-12).all()
+
+
+def test_a_local_pool_for_point_features_is_forked_with_open3d_imported():
+    """Workers inherit the parent's imports: the runner imports open3d once, so no worker of any pool pays it."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom mulsen.detection.config import DetectorConfig\n"
+            "assert 'open3d' not in sys.modules\n"
+            "DetectorConfig(modalities=('rgb',)).runner(2)\nassert 'open3d' not in sys.modules\n"
+            "DetectorConfig().runner(1)\nassert 'open3d' not in sys.modules\n"
+            "DetectorConfig().runner(2)\nassert 'open3d' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
