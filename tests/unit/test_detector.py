@@ -113,6 +113,38 @@ def test_point_features_are_open3d_fpfh_at_the_surface_samples():
     assert np.array_equal(groups.neighbours, tree.query(groups.centres, k=config.smoothing_neighbours)[1])
 
 
+def test_image_descriptors_are_the_full_box_filters_sampled_at_patch_centres():
+    """The descriptors run the box filters' column pass only where patches are sampled: the values of filtering
+    every pixel with scipy's uniform_filter and sampling afterwards, for RGB and for log-compressed gray."""
+    from PIL import Image
+    from scipy.ndimage import uniform_filter
+
+    from mulsen.detection.features import LOG_KNEE, ImageFeatureConfig, _channels
+
+    rng = np.random.default_rng(4)
+    rgb = (rng.random((150, 203, 3)) * 255).astype(np.uint8)
+    gray = (rng.random((97, 131)) * 255).astype(np.uint8)
+    for image, config in ((rgb, ImageFeatureConfig(work_width=96)),
+                          (gray, ImageFeatureConfig(work_width=64, compress="log", gain_percentile=99.0))):
+        feats, grid = image_features(image, config)
+        h, w = image.shape[:2]
+        work_h = max(8, round(h * config.work_width / w))
+        chans = _channels(np.asarray(Image.fromarray(image).resize((config.work_width, work_h),
+                                                                   Image.Resampling.BILINEAR)), config.gain_percentile)
+        full = []
+        for size in config.scales:
+            mean = uniform_filter(chans, size=(size, size, 1), mode="reflect")
+            sq = uniform_filter(chans * chans, size=(size, size, 1), mode="reflect")
+            full += [mean, np.sqrt(np.clip(sq - mean * mean, 0, None))]
+        stack = np.concatenate(full, axis=-1)
+        if config.compress == "log":
+            stack = np.sign(stack) * np.log1p(np.abs(stack) / LOG_KNEE)
+        s = config.stride
+        expected = stack[s // 2::s, s // 2::s]
+        assert (grid.rows, grid.cols) == expected.shape[:2]
+        assert np.array_equal(feats, expected.reshape(-1, expected.shape[-1]).astype(np.float32))
+
+
 def test_anomaly_map_is_the_bilinear_resize_then_the_blur():
     """The map is computed as two products with per-axis matrices: the same values as resizing the patch
     grid with PIL and blurring it with scipy, on grids that do not divide the image."""
