@@ -24,13 +24,11 @@ def open_image(path: str | Path) -> Image.Image:
     path = Path(path)
     data = read_input(path, "image")
     try:
-        # no context manager: closing an image frees its decoded pixels, so it would need a copy (5 ms for a
-        # full-size RGB frame), and an in-memory file has nothing to close
-        img = Image.open(io.BytesIO(data))
-        img.load()
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return img.copy()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataFormatError(path, f"unreadable image ({exc})") from None
-    return img
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
