@@ -32,6 +32,22 @@ def test_coreset_picks_the_greedy_farthest_points():
         greedy_coreset(x, 0)
 
 
+def test_greedy_order_matches_a_float64_farthest_point_loop_at_bank_scale():
+    # the step is one product over the transposed candidates with the squared norms folded in; on thousands of
+    # 16-d rows (the projected width) it must pick what the textbook loop in float64 picks
+    from mulsen.detection.memory_bank import greedy_order
+
+    x = np.random.default_rng(5).normal(size=(4000, 16)).astype(np.float32)
+    picks = greedy_order(x, 300, 17)
+    x64 = x.astype(np.float64)
+    ref = [17]
+    d = ((x64 - x64[17]) ** 2).sum(axis=1)
+    for _ in range(299):
+        ref.append(int(np.argmax(d)))
+        d = np.minimum(d, ((x64 - x64[ref[-1]]) ** 2).sum(axis=1))
+    assert picks.tolist() == ref
+
+
 def test_knn_scores_equal_brute_force():
     rng = np.random.default_rng(1)
     bank, queries = rng.normal(size=(500, 16)), rng.normal(size=(70, 16))
