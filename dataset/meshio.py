@@ -205,12 +205,12 @@ def smooth_vertex_normals(normals: np.ndarray, faces: np.ndarray, rounds: int, m
     A face votes for a vertex only where their normals lie within ``max_angle_deg``: noise is averaged
     away while edges and rims stay sharp. ``incidence``: the faces' ``face_incidence`` if already built.
     """
-    corners = np.asarray(faces, np.int64).reshape(-1)
     if max_angle_deg >= 180.0 and rounds:  # every face votes: two sparse products per round, ~10x faster
         to_faces = face_incidence(faces, len(normals)) if incidence is None else incidence
         for _ in range(rounds):
             normals = _unit(to_faces.T @ _unit(to_faces @ normals) + normals)
         return normals
+    corners = np.asarray(faces, np.int64).reshape(-1)
     cos_limit = np.cos(np.radians(max_angle_deg))
     for _ in range(rounds):
         votes = np.repeat(_unit(normals[faces].sum(axis=1)), 3, axis=0)
